@@ -1,0 +1,58 @@
+# Two set-up commands (see README): `make book` and `make test`.
+# Each creates .venv when missing, installs what it needs with pip, and is idempotent.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.xailib-installed
+JB     := $(BIN)/jupyter-book
+
+# Stable, quiet notebook runs: no progress widgets, pinned threads and hash seed.
+export XAILIB_PROGRESS ?= 0
+export XAILIB_THREADS ?= 2
+export PYTHONHASHSEED := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: venv book test unit nbval check-book notebooks nb bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## make book: execute every chapter at the default profile and render HTML to _build/html
+book: venv
+	$(JB) build . -W -n --keep-going
+	@echo "Book built: $(CURDIR)/_build/html/index.html"
+
+## make test: unit tests, strict nbval of the notebooks, executed-in-order check, book build without execution
+test: venv unit nbval check-book
+	@echo "make test: all checks passed"
+
+unit: venv
+	$(BIN)/python -m pytest tests -q
+
+nbval: venv
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=1200 \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+
+check-book: venv
+	@mkdir -p _build
+	sed -e 's/^\(  *execute_notebooks:\).*/\1 "off"/' _config.yml > _build/_config_noexec.yml
+	$(JB) build . --config _build/_config_noexec.yml --path-output _build/check -W -n --keep-going
+
+## make notebooks / make nb NB=notebooks/x.ipynb: re-execute and save outputs (Restart & Run All)
+notebooks: venv
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 notebooks/*.ipynb
+
+nb: venv
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $(NB)
+
+bench: venv
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/bench_metrics.py
+
+clean:
+	rm -rf _build

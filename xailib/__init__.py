@@ -1,0 +1,30 @@
+"""xailib: faithfulness (infidelity) and stability (max-sensitivity) of explanations.
+
+A reproduction of Yeh et al., *On the (In)fidelity and Sensitivity of Explanations*
+(NeurIPS 2019). Submodules:
+
+* :mod:`xailib.perturbations`: perturbation laws shared by metrics and optimal explanations;
+* :mod:`xailib.explainers`: Grad, IG, Guided Backprop, SmoothGrad, Occlusion, KernelSHAP, Optimal;
+* :mod:`xailib.metrics`: infidelity, max-sensitivity, robust infidelity, ``evaluate``;
+* :mod:`xailib.theory`: the paper's propositions and theorems as numerical checks;
+* :mod:`xailib.data`, :mod:`xailib.models`: offline-first datasets and the chapters' models;
+* :mod:`xailib.toy`: the two-dimensional toy function of appendix A.5.
+"""
+from importlib import import_module
+
+from .config import device, pick, profile, setup
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("perturbations", "explainers", "metrics", "theory", "data", "models", "toy", "attacks")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
+    if name == "evaluate":
+        return import_module(".metrics", __name__).evaluate
+    raise AttributeError(f"module 'xailib' has no attribute {name!r}")
+
+
+__all__ = ["setup", "profile", "pick", "device", "evaluate", *_SUBMODULES]

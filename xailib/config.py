@@ -1,0 +1,73 @@
+"""Run settings shared by every chapter: the profile, seeds, threads and plotting style.
+
+Two profiles (see ``book/intro.md``):
+
+* ``default``: CPU-sized sample counts, every chapter in minutes on a 2-core machine;
+* ``paper``: the paper's sample counts (``XAILIB_PROFILE=paper``); may need a GPU.
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+PROFILES = ("default", "paper")
+
+
+def profile() -> str:
+    """The active profile, read from the ``XAILIB_PROFILE`` environment variable."""
+    value = os.environ.get("XAILIB_PROFILE", "default").strip().lower() or "default"
+    if value not in PROFILES:
+        raise ValueError(f"XAILIB_PROFILE must be one of {PROFILES}, got {value!r}")
+    return value
+
+
+def pick(default: Any, paper: Any) -> Any:
+    """``default`` under the default profile, ``paper`` under ``XAILIB_PROFILE=paper``."""
+    return paper if profile() == "paper" else default
+
+
+def device():
+    """The torch device chapters use: CUDA when available (``XAILIB_DEVICE`` overrides)."""
+    import torch
+
+    name = os.environ.get("XAILIB_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def setup(seed: int = 0, threads: int | None = None, deterministic: bool = True, style: bool = True) -> str:
+    """Seed every generator, pin the thread count, make torch deterministic, set plot style.
+
+    Every chapter starts with one ``xailib.setup()`` call. ``threads`` defaults to
+    ``XAILIB_THREADS`` or 2. Returns (and prints) one line describing the settings.
+    """
+    import numpy as np
+    import torch
+
+    if threads is None:
+        threads = int(os.environ.get("XAILIB_THREADS", "2"))
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    if style:
+        import matplotlib
+
+        matplotlib.rcParams.update(
+            {"figure.dpi": 80, "savefig.dpi": 80, "axes.grid": False, "image.cmap": "viridis"}
+        )
+        try:
+            import seaborn as sns
+
+            sns.set_theme(context="notebook", style="white")
+        except ImportError:  # pragma: no cover
+            pass
+    line = f"xailib: profile={profile()} seed={seed} threads={threads} device={device().type}"
+    print(line)
+    return line
