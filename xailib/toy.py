@@ -1,0 +1,133 @@
+"""The two-dimensional toy function of the paper's appendix A.5 (Figure 5).
+
+With ``k = ⌊|a − b|⌋`` (the floor of the distance between the two coordinates)::
+
+    f(a, b) = max(a, b) − k / 2          if k is even,
+    f(a, b) = min(a, b) + (k + 1) / 2    if k is odd.
+
+``f`` is continuous (the jumps of the floor cancel: at ``|a − b| = m`` both branches equal
+``max(a, b) − m / 2`` for even ``m`` and ``min(a, b) + m / 2`` for odd ``m``, which are the same
+number because ``max − min = m``) and piecewise linear. Almost everywhere its gradient is a unit
+basis vector:
+
+* ``k`` even: ``∇f = e_argmax``, i.e. ``(1, 0)`` when ``a > b`` and ``(0, 1)`` when ``b > a``;
+* ``k`` odd:  ``∇f = e_argmin``, i.e. ``(0, 1)`` when ``a > b`` and ``(1, 0)`` when ``b > a``.
+
+The paper states "(1, 0) if k even, (0, 1) if k odd": that is the half-plane ``a > b``, where its
+points lie. Values there: ``f(20, 11.9) = 16`` with gradient ``(1, 0)``, ``f(20, 12.1) = 16.1``
+with gradient ``(0, 1)``, and ``f(20, 15.9) = 18``.
+
+Autograd gives exactly this a.e. gradient: ``torch.floor`` has zero derivative, so the floor
+term is a constant inside each strip, and ``torch.maximum``/``torch.minimum`` route the gradient
+to the larger/smaller coordinate. (On the measure-zero sets ``a = b`` and ``|a − b| ∈ ℕ`` it
+returns one one-sided value, or ``(0.5, 0.5)`` on the diagonal where max/min tie.)
+
+Averaged over a large region the gradient is ``(0.5, 0.5)``: SmoothGrad with a big kernel
+recovers it. :func:`smoothed_gradient` gives that average in closed form (a one-dimensional
+quadrature, no sampling) as a reference for the Monte-Carlo SmoothGrad of
+:mod:`xailib.explainers`. The chapter is ``notebooks/toy.ipynb``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._utils import check_input, check_positive
+
+__all__ = [
+    "toy_function",
+    "toy_gradient",
+    "smoothed_gradient",
+    "ToyModel",
+    "PAPER_POINTS",
+    "PAPER_VALUES",
+]
+
+#: the points the paper discusses (appendix A.5), and the function values it quotes
+PAPER_POINTS = ((20.0, 11.9), (20.0, 12.1), (20.0, 15.9))
+PAPER_VALUES = (16.0, 16.1, 18.0)
+
+
+def _check_toy_input(x, name: str = "x") -> Tensor:
+    x = check_input(x, name)
+    if x.dim() != 2 or x.shape[1] != 2:
+        raise ValueError(f"`{name}` must have shape (N, 2) (the points (a, b)), got shape {tuple(x.shape)}")
+    return x
+
+
+def toy_function(x: Tensor) -> Tensor:
+    """The appendix A.5 toy function ``f(a, b)`` for ``x`` of shape ``(N, 2)``; returns ``(N,)``.
+
+    ``k = ⌊|a − b|⌋``; ``f = max(a, b) − k/2`` for even ``k``, ``min(a, b) + (k + 1)/2`` for odd
+    ``k``. Differentiable with autograd; the gradient is the a.e. gradient (see the module
+    docstring). Keeps ``x``'s dtype and device.
+    """
+    x = _check_toy_input(x)
+    a, b = x[:, 0], x[:, 1]
+    k = torch.floor(torch.abs(a - b))
+    even = torch.remainder(k, 2) == 0
+    return torch.where(even, torch.maximum(a, b) - k / 2, torch.minimum(a, b) + (k + 1) / 2)
+
+
+def toy_gradient(x: Tensor) -> Tensor:
+    """The closed-form a.e. gradient of :func:`toy_function`, shape ``(N, 2)``.
+
+    ``e_argmax`` where ``⌊|a − b|⌋`` is even, ``e_argmin`` where it is odd (ties ``a = b`` count
+    as ``a ≥ b``). Used to draw Figure 5 and to check the autograd gradient.
+    """
+    x = _check_toy_input(x)
+    a, b = x[:, 0], x[:, 1]
+    k = torch.floor(torch.abs(a - b))
+    even = torch.remainder(k, 2) == 0
+    a_larger = a >= b
+    grad_on_a = even == a_larger  # even & a is the max, or odd & a is the min
+    out = torch.zeros_like(x)
+    out[:, 0] = grad_on_a.to(x.dtype)
+    out[:, 1] = (~grad_on_a).to(x.dtype)
+    return out
+
+
+def smoothed_gradient(x: Tensor, radius: float, n_quad: int = 4001) -> Tensor:
+    """The exact SmoothGrad of ``f`` under a uniform kernel on the L∞ ball of ``radius``.
+
+    ``E_u[∇f(x + u)]``, ``u ~ U([−r, r]²)``, equals the gradient of the box-smoothed ``f``; by the
+    divergence theorem (``f`` is Lipschitz), its first component is
+    ``(1 / (2r)²) ∫_{−r}^{r} [f(a + r, b + t) − f(a − r, b + t)] dt`` and symmetrically for the
+    second. The 1-D integrals use the trapezoidal rule on ``n_quad`` nodes (``f`` is piecewise
+    linear, so the error is O(1/n_quad²)). A reference for the Monte-Carlo
+    ``SmoothGrad(Gradient(ToyModel()), radius, noise="uniform_linf")``; returns ``(N, 2)``.
+    """
+    x = _check_toy_input(x)
+    check_positive(radius, "radius")
+    check_positive(n_quad, "n_quad", integer=True)
+    if n_quad < 2:
+        raise ValueError(f"`n_quad` must be >= 2, got {n_quad}")
+    r = float(radius)
+    t = torch.linspace(-r, r, n_quad, dtype=torch.float64, device=x.device)
+    xd = x.to(torch.float64)
+    a, b = xd[:, :1], xd[:, 1:]  # (N, 1)
+
+    def f_grid(aa: Tensor, bb: Tensor) -> Tensor:
+        aa, bb = torch.broadcast_tensors(aa, bb)
+        pts = torch.stack([aa.reshape(-1), bb.reshape(-1)], dim=1)
+        return toy_function(pts).view(aa.shape)
+
+    da = f_grid(a + r, b + t) - f_grid(a - r, b + t)  # (N, n_quad)
+    db = f_grid(a + t, b + r) - f_grid(a + t, b - r)
+    ga = torch.trapezoid(da, t, dim=1) / (2 * r) ** 2
+    gb = torch.trapezoid(db, t, dim=1) / (2 * r) ** 2
+    return torch.stack([ga, gb], dim=1).to(dtype=x.dtype)
+
+
+class ToyModel(nn.Module):
+    """``nn.Module`` wrapping :func:`toy_function`: ``(N, 2) → (N, 1)``.
+
+    One output, so every explainer and metric works on it with ``target=None`` (or ``0``).
+    No parameters; dtype and device follow the input.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return toy_function(x).unsqueeze(1)
+
+    def extra_repr(self) -> str:
+        return "f(a, b) of Yeh et al. 2019, appendix A.5"
