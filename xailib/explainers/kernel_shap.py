@@ -1,0 +1,84 @@
+"""KernelSHAP (Lundberg & Lee 2017) as the optimal explanation for the Shapley-kernel law
+(NOTES.md, Prop. 2.4; ``notebooks/theory.ipynb``)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .._utils import DEFAULT_BATCH_SIZE, check_positive, forward_batched
+from ._base import Explainer, check_seed
+from ._regression import add_ridge_, binary_moments, cholesky_factor, perturbed_outputs
+from .optimal import _GramCache
+
+__all__ = ["KernelSHAP"]
+
+
+class KernelSHAP(_GramCache, Explainer):
+    """KernelSHAP: Shapley values ``φ_g`` of the game ``v(S) = f(x_S, baseline elsewhere)``
+    over the feature groups (global explanation, ``kind="global"``).
+
+    Masks ``z`` (1 = group set to the baseline) are drawn from
+    ``perturbations.ShapleyKernel(baseline, groups)`` (``P(|z| = k) ∝ (G−1)/(k(G−k))``, uniform
+    subsets), with paired (antithetic) sampling ``z, 1 − z`` by default; the weights are
+    absorbed by the sampling, so ``φ`` solves the **efficiency-constrained** least squares
+
+    ``min_φ E[(zᵀφ − Δf)²]  s.t.  Σ_g φ_g = f(x) − f(b)``,  ``Δf = f(x) − f(x with z at b)``:
+
+    ``φ = M⁻¹c − M⁻¹1 (1ᵀM⁻¹c − (f(x) − f(b))) / (1ᵀM⁻¹1)``, ``M = E[zzᵀ] + λ Id``,
+    ``c = E[z Δf]``. The masks are shared across instances, so ``M`` is factored once (and cached
+    across calls with the same seed). As ``n_samples → ∞`` this is the exact Shapley value
+    (Prop. 2.4; regressing on removed rather than kept groups gives the dual game, which has the
+    same Shapley values). For a linear model ``φ = w ⊙ (x − b)`` (summed over each group).
+    ``A = ShapleyKernel.spread(φ)`` spreads each group's value evenly over its features.
+    """
+
+    kind = "global"
+    stochastic = True
+    name = "SHAP"
+
+    def __init__(self, model, n_samples: int = 4096, baseline: float = 0.0, seed: int = 0, groups=None,
+                 ridge: float = 1e-8, paired: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
+                 cache: bool = True, name: Optional[str] = None):
+        from ..perturbations import ShapleyKernel
+
+        super().__init__(model, batch_size, name)
+        self.n_samples = check_positive(n_samples, "n_samples", integer=True)
+        self.perturbation = ShapleyKernel(baseline=baseline, groups=groups)
+        self.baseline = self.perturbation.baseline
+        self.groups = groups
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
+            raise ValueError(f"`ridge` must be a number >= 0, got {ridge!r}")
+        self.ridge = float(ridge)
+        self.paired = bool(paired)
+        self.seed = check_seed(seed)
+        self.cache = bool(cache)
+
+    def _params(self) -> str:
+        return f"n_samples={self.n_samples}, baseline={self.baseline}, groups={self.groups!r}, seed={self.seed}"
+
+    def _attribute(self, x: Tensor, target, generator, inst) -> Tensor:
+        law = self.perturbation
+        F = tuple(x.shape[1:])
+        G = law.n_groups(F)
+        fx = forward_batched(self.model, x, target, self.batch_size)
+        ones = torch.ones(1, G, dtype=x.dtype, device=x.device)
+        total = (fx.view(-1, 1) - perturbed_outputs(self.model, law, x, target, ones, self.batch_size)).squeeze(1)
+        total = total.to(torch.float64)
+        if G == 1:
+            return law.spread(total.view(-1, 1).to(x.dtype), F)
+        key = (F, self.n_samples, str(x.device), self._seed_key, self.ridge, self.paired)
+        L = self._cached_factor(key)
+        M, c = binary_moments(self.model, law, x, target, self.n_samples, generator, self.batch_size, fx,
+                              need_gram=L is None, paired=self.paired, desc=self.name)
+        if L is None:
+            add_ridge_(M, self.ridge)
+            L = cholesky_factor(M, "E[zzᵀ]")
+            del M
+            self._store_factor(key, L)
+        w = torch.cholesky_solve(c.t(), L)  # (G, N)
+        u = torch.cholesky_solve(torch.ones(G, 1, dtype=torch.float64, device=x.device), L)  # (G, 1)
+        mu = (w.sum(0) - total) / u.sum()
+        phi = (w - u * mu.view(1, -1)).t()
+        return law.spread(phi.to(x.dtype), F)

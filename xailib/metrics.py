@@ -1,0 +1,673 @@
+"""Infidelity, max-sensitivity, robust infidelity and the paired evaluation table.
+
+Definitions (NOTES "Metrics"; chapters ``notebooks/toy.ipynb``, ``notebooks/theory.ipynb``,
+``notebooks/mnist.ipynb``, ``notebooks/mnist_robust.ipynb``):
+
+* ``INFD(Φ, f, x) = E_I[(IᵀΦ − Δf)²]``, ``Δf = f(x) − f(x − I)``; optimal scaling replaces Φ by
+  ``β*Φ``, ``β* = E[(IᵀΦ)Δf] / E[(IᵀΦ)²]``;
+* ``SENS_max(Φ, f, x, r) = max_{‖y − x‖∞ ≤ r} ‖Φ(y) − Φ(x)‖₂`` (Monte Carlo over y);
+* ``RINFD(Φ, f, x, r) = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)`` (Def. C.1).
+
+Every metric draws its randomness from ``generator`` (None → seed 0, an int, or a
+``torch.Generator``), in the input's dtype and on its device, once for all instances, so the
+results do not depend on ``batch_size``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Dict, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from . import _utils as U
+from ._utils import DEFAULT_BATCH_SIZE, SeedLike, TargetLike
+from .perturbations import NoisyBaseline, Perturbation, SquareRemoval
+
+__all__ = [
+    "infidelity",
+    "InfidelityDetails",
+    "sensitivity_max",
+    "sensitivity_noise_floor",
+    "robust_infidelity",
+    "evaluate",
+    "per_instance",
+]
+
+
+class InfidelityDetails(NamedTuple):
+    """What ``infidelity(..., return_details=True)`` returns (every field of shape ``(N,)``).
+
+    ``infidelity``: the reported value (optimally scaled unless ``scaling=None``); ``raw``: the
+    unscaled ``E[(IᵀΦ − Δf)²]``; ``beta``: ``β*`` (1 when ``scaling=None``); ``se``: Monte-Carlo
+    standard error of ``infidelity`` (``std/√n`` of the per-draw squared errors at ``β*``: since
+    ``β*`` minimises the sample mean, its own estimation error enters only at second order);
+    ``raw_se``: the Monte-Carlo standard error of ``raw``.
+    """
+
+    infidelity: Tensor
+    raw: Tensor
+    beta: Tensor
+    se: Tensor
+    raw_se: Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _check_batch_size(batch_size) -> int:
+    return U.check_positive(batch_size, "batch_size", integer=True)
+
+
+def _check_scaling(scaling):
+    if scaling not in ("optimal", None):
+        raise ValueError(f"`scaling` must be 'optimal' or None, got {scaling!r}")
+    return scaling
+
+
+def _check_law(perturbation, name="perturbation") -> Perturbation:
+    if perturbation is None:
+        return NoisyBaseline()
+    if not isinstance(perturbation, Perturbation):
+        raise TypeError(
+            f"`{name}` must be an xailib.perturbations.Perturbation (e.g. NoisyBaseline(), "
+            f"SquareRemoval()), got {type(perturbation).__name__}"
+        )
+    return perturbation
+
+
+def _check_explainer(explainer, name="explainer"):
+    if not callable(explainer) or not hasattr(explainer, "kind"):
+        raise TypeError(
+            f"`{name}` must be an explainer: callable as explainer(x, target) with a `.kind` "
+            f"attribute ('local' or 'global'), got {type(explainer).__name__}"
+        )
+    if explainer.kind not in ("local", "global"):
+        raise ValueError(f"`{name}.kind` must be 'local' or 'global', got {explainer.kind!r}")
+    return explainer
+
+
+def _n_draws(law: Perturbation, n_samples: int) -> int:
+    return n_samples if law.n_fixed is None else min(n_samples, law.n_fixed)
+
+
+def _gen(generator: SeedLike, device) -> torch.Generator:
+    return U.make_generator(generator, device)
+
+
+def _check_target_with_model(model, x: Tensor, t: Optional[Tensor]) -> None:
+    """Fail clearly (missing/out-of-range target) before any expensive work."""
+    with torch.no_grad():
+        U.forward_target(model, x[:1], None if t is None else t[:1])
+
+
+def _explain(explainer, x: Tensor, t: Optional[Tensor], name="explainer", generator=None) -> Tensor:
+    phi = explainer(x, t) if generator is None else explainer(x, t, generator=generator)
+    if not isinstance(phi, Tensor):
+        raise TypeError(f"`{name}` returned {type(phi).__name__}, expected a tensor shaped like x")
+    return U.check_same_shape(phi.detach(), x, f"{name}(x)")
+
+
+def _resolve_explanation(explanation, x, t, kind, model=None):
+    if isinstance(explanation, Tensor):
+        phi = U.check_same_shape(explanation.detach(), x, "explanation")
+        kind = "local" if kind is None else kind
+    elif callable(explanation) and hasattr(explanation, "kind"):
+        ek = explanation.kind
+        if kind is not None and kind != ek:
+            raise ValueError(f"`kind`={kind!r} contradicts the explainer's kind {ek!r}")
+        kind = ek
+        if model is not None and hasattr(explanation, "model") and explanation.model is not model:
+            warnings.warn("the explainer explains a different model than `model`", stacklevel=3)
+        phi = _explain(explanation, x, t, "explanation")
+    else:
+        raise TypeError(
+            "`explanation` must be a tensor shaped like x or an explainer (callable with `.kind`), "
+            f"got {type(explanation).__name__}"
+        )
+    if kind not in ("local", "global"):
+        raise ValueError(f"`kind` must be 'local', 'global' or None, got {kind!r}")
+    return phi, kind
+
+
+def _global_continuous_error(law) -> ValueError:
+    return ValueError(
+        f"a global explanation (A = (x − baseline) ⊙ Φ, compared with binary masks z) cannot be "
+        f"evaluated under the continuous law {law!r}: use a binary law (SquareRemoval, "
+        "SingleFeature, ShapleyKernel, Fixed(masks=...)) or convert it with "
+        "xailib.explainers.to_local(A, x, baseline)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# core computations (shared by infidelity, evaluate and robust_infidelity)
+
+
+def _term(law: Perturbation, x: Tensor, phi: Tensor, kind: str) -> Tensor:
+    """What the projections need: ``group_sum(A)`` (N, G) for binary laws, Φ itself otherwise."""
+    if law.binary:
+        A = phi if kind == "global" else (x - law._baseline_like(x)) * phi
+        return law.group_sum(A)
+    if kind == "global":
+        raise _global_continuous_error(law)
+    return phi
+
+
+def _project(law: Perturbation, x: Tensor, draws: Tensor, term: Tensor) -> Tensor:
+    """``IᵀΦ`` (N, n): ``group_sum(A) @ zᵀ`` (B.2) for binary laws, ``law.dot`` otherwise."""
+    if law.binary:
+        return term @ draws.to(dtype=term.dtype).T
+    return law.dot(x, draws, term)
+
+
+def _function_differences(model, x, t, law, draws, batch_size, fx, desc=None) -> Tensor:
+    """``Δf = f(x) − f(x − I)`` (N, n); draws are processed in chunks of ≤ batch_size inputs."""
+    N, n = x.shape[0], draws.shape[0]
+    m = max(1, batch_size // N)
+    out = torch.empty(N, n, device=x.device, dtype=x.dtype)
+    bar = U.progress(total=n, desc=desc) if desc else None
+    for sl in U.chunks(n, m):
+        pert = law.perturbed(x, draws[sl])  # (N, m, *F)
+        k = pert.shape[1]
+        tt = None if t is None else t.repeat_interleave(k)
+        fp = U.forward_batched(model, pert.reshape(N * k, *x.shape[1:]), tt, batch_size).view(N, k)
+        out[:, sl] = fx.view(-1, 1) - fp.to(x.dtype)
+        if bar is not None:
+            bar.update(k)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def _infd_stats(a: Tensor, b: Tensor, scaling) -> InfidelityDetails:
+    n = a.shape[1]
+    sq = (a - b) ** 2
+    raw = sq.mean(1)
+    raw_se = sq.std(1) / math.sqrt(n) if n > 1 else torch.full_like(raw, float("nan"))
+    if scaling == "optimal":
+        saa = (a * a).mean(1)
+        sab = (a * b).mean(1)
+        pos = saa > 0
+        beta = torch.where(pos, sab / torch.where(pos, saa, torch.ones_like(saa)), torch.zeros_like(saa))
+        e = (beta.view(-1, 1) * a - b) ** 2
+        val = e.mean(1)
+        se = e.std(1) / math.sqrt(n) if n > 1 else torch.full_like(val, float("nan"))
+    else:
+        beta, val, se = torch.ones_like(raw), raw, raw_se
+    return InfidelityDetails(val, raw, beta, se, raw_se)
+
+
+# --------------------------------------------------------------------------------------------
+# infidelity
+
+
+def infidelity(
+    model: Callable[[Tensor], Tensor],
+    explanation,
+    x: Tensor,
+    target: TargetLike = None,
+    perturbation: Optional[Perturbation] = None,
+    n_samples: int = 1000,
+    scaling: Optional[str] = "optimal",
+    kind: Optional[str] = None,
+    generator: SeedLike = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    return_details: bool = False,
+):
+    """Infidelity of an explanation, one value per instance (NOTES "Metrics", Def. 2.1).
+
+    ``INFD(Φ, f, x) = E_I[(IᵀΦ − (f(x) − f(x − I)))²]``, estimated with ``n_samples`` draws of
+    ``perturbation`` (default :class:`~xailib.perturbations.NoisyBaseline`), the same draws for
+    every instance. ``scaling="optimal"`` (the paper's reported value) uses
+    ``β* = E[(IᵀΦ)Δf] / E[(IᵀΦ)²]`` (``β* = 0`` when ``E[(IᵀΦ)²] = 0``), i.e.
+    ``E[(β* IᵀΦ − Δf)²]``, invariant to ``Φ → cΦ``; ``scaling=None`` the raw value.
+
+    ``explanation``: a tensor shaped like ``x`` (its kind from ``kind``, default ``"local"``) or an
+    explainer (called as ``explainer(x, target)``, kind from its ``.kind``). Binary laws use the
+    Appendix B.2 form ``IᵀΦ = zᵀ group_sum(A)`` with ``A = (x − baseline) ⊙ Φ`` (local) or
+    ``A = Φ`` (global): ``I`` is never divided by ``x`` (zero pixels with baseline 0 are fine).
+    A global explanation under a continuous law is a ``ValueError`` (convert it with
+    ``xailib.explainers.to_local``). A :class:`~xailib.perturbations.Fixed` law replays its first
+    ``min(n_samples, n_fixed)`` draws.
+
+    Cost: ``N · n_samples`` forward passes in chunks of at most ``batch_size``.
+    Returns ``(N,)``, or an :class:`InfidelityDetails` (value, raw, β, MC standard errors) when
+    ``return_details=True``. Chapters: ``notebooks/toy.ipynb``, ``notebooks/mnist.ipynb``.
+    """
+    x = U.check_input(x, "x")
+    t = U.check_target(target, x.shape[0], x.device)
+    law = _check_law(perturbation)
+    n_samples = U.check_positive(n_samples, "n_samples", integer=True)
+    batch_size = _check_batch_size(batch_size)
+    scaling = _check_scaling(scaling)
+    fx = U.forward_batched(model, x, t, batch_size).to(x.dtype)  # also validates `target`
+    phi, kind = _resolve_explanation(explanation, x, t, kind, model)
+    term = _term(law, x, phi, kind)
+    n = _n_draws(law, n_samples)
+    draws = law.draw(tuple(x.shape[1:]), n, _gen(generator, x.device), x.device, x.dtype)
+    a = _project(law, x, draws, term)
+    b = _function_differences(model, x, t, law, draws, batch_size, fx, desc="infidelity")
+    det = _infd_stats(a, b, scaling)
+    return det if return_details else det.infidelity
+
+
+# --------------------------------------------------------------------------------------------
+# sensitivity
+
+
+def _uniform_ball(feature_shape, n, radius, generator, device, dtype) -> Tensor:
+    g = _gen(generator, device)
+    u = U.rand_like_draw((n, *feature_shape), g, device, dtype, kind="rand")
+    return (2 * u - 1) * radius
+
+
+def _sensitivities(explainer, x, t, phi_x, noise, batch_size, desc=None) -> Tensor:
+    """``‖Φ(x_i + u_j) − Φ(x_i)‖₂`` for all (i, j), shape (N, n), explainer called in chunks."""
+    N, n = x.shape[0], noise.shape[0]
+    total = N * n
+    out = torch.empty(total, device=x.device, dtype=x.dtype)
+    pf = phi_x.reshape(N, -1)
+    bar = U.progress(total=total, desc=desc) if desc else None
+    for sl in U.chunks(total, batch_size):
+        idx = torch.arange(sl.start, sl.stop, device=x.device)
+        inst, j = idx // n, idx % n
+        y = x.index_select(0, inst) + noise.index_select(0, j)
+        ty = None if t is None else t.index_select(0, inst)
+        py = _explain(explainer, y, ty, "explainer")
+        out[sl] = (py.reshape(len(idx), -1) - pf.index_select(0, inst)).norm(dim=1)
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    return out.view(N, n)
+
+
+def _normalizer(phi_x: Tensor) -> Tensor:
+    nrm = phi_x.reshape(phi_x.shape[0], -1).norm(dim=1)
+    return torch.where(nrm > 0, nrm, torch.ones_like(nrm))
+
+
+def sensitivity_max(
+    explainer,
+    x: Tensor,
+    target: TargetLike = None,
+    radius: float = 0.1,
+    n_samples: int = 50,
+    normalize: bool = True,
+    generator: SeedLike = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Tensor:
+    """Max-sensitivity (NOTES "Metrics", Def. 3.1), Monte-Carlo estimate, shape ``(N,)``.
+
+    Computes ``max_{j ≤ n} ‖Φ(x + u_j) − Φ(x)‖₂`` with ``u_j`` uniform in the L∞ ball
+    ``‖u‖∞ ≤ radius`` (``n = n_samples`` draws from ``generator``, in ``x``'s dtype/device, the
+    same ``u_j`` for every instance). A lower estimate of the true maximum (errs low).
+
+    * ``normalize=False``: the raw ``SENS_max`` of the theory (Prop. A.1/A.2, Thm. 4.1, C.1).
+    * ``normalize=True`` (default): the *relative* sensitivity
+      ``max_j ‖Φ(x + u_j) − Φ(x)‖₂ / ‖Φ(x)‖₂`` (Captum's ``sensitivity_max`` and the common reading
+      of the paper's "explanations normalised to unit norm"). It is the raw value for ``Φ/‖Φ(x)‖``,
+      i.e. ``Φ`` rescaled by the norm **at x** (not ``Φ(y)/‖Φ(y)‖`` at every y, which would also
+      discard changes of magnitude). Where ``‖Φ(x)‖ = 0`` the raw value is returned (as Captum).
+
+    The neighbours of all instances are stacked into ``(N · n)`` inputs and explained in batched
+    calls of at most ``batch_size`` neighbours. A stochastic explainer is called with its own
+    fixed seed every call, so ``Φ(x)`` and every ``Φ(y)`` share the same noise (common random
+    numbers); :func:`sensitivity_noise_floor` gives the noise level with independent draws.
+    Chapters: ``notebooks/toy.ipynb``, ``notebooks/theory.ipynb``, ``notebooks/mnist.ipynb``.
+    """
+    _check_explainer(explainer)
+    x = U.check_input(x, "x")
+    t = U.check_target(target, x.shape[0], x.device)
+    radius = U.check_positive(radius, "radius")
+    n_samples = U.check_positive(n_samples, "n_samples", integer=True)
+    batch_size = _check_batch_size(batch_size)
+    if hasattr(explainer, "model") and callable(explainer.model):
+        _check_target_with_model(explainer.model, x, t)
+    phi_x = _explain(explainer, x, t)
+    noise = _uniform_ball(tuple(x.shape[1:]), n_samples, radius, generator, x.device, x.dtype)
+    D = _sensitivities(explainer, x, t, phi_x, noise, batch_size, desc="sensitivity")
+    if normalize:
+        D = D / _normalizer(phi_x).view(-1, 1)
+    return D.max(1).values
+
+
+def sensitivity_noise_floor(
+    explainer,
+    x: Tensor,
+    target: TargetLike = None,
+    n_repeats: int = 10,
+    normalize: bool = True,
+    reduce: str = "mean",
+    generator: SeedLike = None,
+) -> Tensor:
+    """Monte-Carlo noise floor of a stochastic explainer at ``y = x`` (NOTES "Monte-Carlo hygiene").
+
+    ``‖Φ(x; seed a) − Φ(x; seed b_k)‖₂`` (divided by ``‖Φ(x; seed a)‖₂`` when ``normalize``, as in
+    :func:`sensitivity_max`), ``a`` the explainer's own seed (``generator=None``, the draws
+    ``sensitivity_max`` uses) and ``b_1 … b_{n_repeats}`` independent seeds (drawn from
+    ``generator``). ``reduce="mean"``: the typical noise; ``reduce="max"``: what a SENS_max
+    estimate with independent draws at ``n_repeats`` neighbours would report even at y = x.
+    Deterministic explainers (``.stochastic`` false) give zeros. Shape ``(N,)``.
+    """
+    _check_explainer(explainer)
+    x = U.check_input(x, "x")
+    t = U.check_target(target, x.shape[0], x.device)
+    n_repeats = U.check_positive(n_repeats, "n_repeats", integer=True)
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"`reduce` must be 'mean' or 'max', got {reduce!r}")
+    if not getattr(explainer, "stochastic", True):
+        return torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+    phi_a = _explain(explainer, x, t)
+    g = _gen(generator, "cpu")
+    seeds = torch.randint(1, 2**62, (n_repeats,), generator=g).tolist()
+    nrm = _normalizer(phi_a) if normalize else torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+    vals = torch.stack(
+        [
+            (_explain(explainer, x, t, generator=int(s)) - phi_a).reshape(x.shape[0], -1).norm(dim=1) / nrm
+            for s in seeds
+        ],
+        dim=1,
+    )
+    return vals.mean(1) if reduce == "mean" else vals.max(1).values
+
+
+# --------------------------------------------------------------------------------------------
+# robust infidelity
+
+
+def _is_plain_gradient(explainer) -> bool:
+    return type(explainer).__name__ == "Gradient" and getattr(explainer, "kind", "local") == "local"
+
+
+def _infd_value_and_grad(model, explainer, xu, t, law, draws, kind, scaling, batch_size, need_grad, double):
+    N = xu.shape[0]
+    n = draws.shape[0]
+    if not need_grad:
+        phi = _explain(explainer, xu, t)
+        term = _term(law, xu, phi, kind)
+        fx = U.forward_batched(model, xu, t, batch_size).to(xu.dtype)
+        a = _project(law, xu, draws, term)
+        b = _function_differences(model, xu, t, law, draws, batch_size, fx)
+        return _infd_stats(a, b, scaling).infidelity, None
+    leaf = xu.detach().requires_grad_(True)
+    with torch.enable_grad():
+        fx = U.forward_target(model, leaf, t)
+        if double:
+            (phi,) = torch.autograd.grad(fx.sum(), leaf, create_graph=True)
+        else:
+            phi = _explain(explainer, xu.detach(), t)
+        term = _term(law, leaf, phi, kind)
+    # pass 1: value and β at this point
+    with torch.no_grad():
+        a = _project(law, xu, draws, term.detach())
+        b = _function_differences(model, xu, t, law, draws, batch_size, fx.detach().to(xu.dtype))
+    det = _infd_stats(a, b, scaling)
+    beta = det.beta.detach().view(-1, 1)
+    # pass 2: gradient of mean((β a − b)²) with β held fixed (∂INFD/∂β = 0 at β*), chunked
+    term_l = term.detach().requires_grad_(True)
+    fx_l = fx.detach().requires_grad_(True)
+    gx = torch.zeros_like(xu)
+    g_term = torch.zeros_like(term_l)
+    g_fx = torch.zeros_like(fx_l)
+    m = max(1, batch_size // N)
+    for sl in U.chunks(n, m):
+        xc = xu.detach().requires_grad_(True)
+        with torch.enable_grad():
+            ac = law.dot(xc, draws[sl], term_l) if not law.binary else term_l @ draws[sl].T
+            pert = law.perturbed(xc, draws[sl])
+            k = pert.shape[1]
+            tt = None if t is None else t.repeat_interleave(k)
+            fp = U.forward_target(model, pert.reshape(N * k, *xu.shape[1:]), tt).view(N, k)
+            bc = fx_l.view(-1, 1) - fp
+            loss = ((beta * ac - bc) ** 2).sum() / n
+            gs = torch.autograd.grad(loss, [xc, term_l, fx_l], allow_unused=True)
+        for acc, gi in zip((gx, g_term, g_fx), gs):
+            if gi is not None:
+                acc += gi
+    with torch.enable_grad():
+        outs, grads = [fx], [g_fx]
+        if term.requires_grad:
+            outs.append(term)
+            grads.append(g_term)
+        (g_shared,) = torch.autograd.grad(outs, leaf, grad_outputs=grads, allow_unused=True)
+    if g_shared is not None:
+        gx = gx + g_shared
+    return det.infidelity, gx
+
+
+def robust_infidelity(
+    model: Callable[[Tensor], Tensor],
+    explainer,
+    x: Tensor,
+    target: TargetLike = None,
+    perturbation: Optional[Perturbation] = None,
+    radius: float = 0.1,
+    n_samples: int = 200,
+    n_restarts: int = 4,
+    steps: int = 10,
+    step_size: Optional[float] = None,
+    scaling: Optional[str] = "optimal",
+    generator: SeedLike = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    explainer_grad: str = "auto",
+    return_details: bool = False,
+):
+    """Robust infidelity (NOTES "Metrics", Def. C.1): ``RINFD = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)``.
+
+    Estimated by search over ``u``: the start ``u = 0`` plus ``n_restarts`` starts uniform in the
+    L∞ ball (the same starts for every instance), each followed by ``steps`` steps of projected
+    sign-gradient ascent ``u ← clip(u + α sign(∇_u INFD), −r, r)``, ``α = step_size`` (default
+    ``2.5 r / steps``). INFD at every point uses the **same** ``n_samples`` perturbation draws
+    (common random numbers) and ``scaling`` as :func:`infidelity`; the best value seen is kept.
+
+    Gradients: through ``f(x + u)``, ``f(x + u − I)`` and (binary laws) the factor ``x + u − b``
+    by autograd; through ``Φ(x + u)`` by double back-propagation (``create_graph``) when the
+    explainer is plain ``Gradient`` (``explainer_grad="auto"``; checked numerically against the
+    explainer at the first point); for any other explainer ``Φ(x + u)`` is recomputed at every
+    step but treated as a constant in the gradient (a heuristic ascent direction; every value
+    is still an exact INFD evaluation). ``explainer_grad="none"`` forces that mode, ``steps=0``
+    gives pure random search.
+
+    The result is a **lower bound** of RINFD up to Monte-Carlo error: the search may miss the
+    maximiser, so the estimate errs low (it is always ≥ INFD at ``u = 0`` with the same draws).
+    Cost: ``(1 + n_restarts) · N · n_samples`` forward passes per step, plus backward passes.
+    Returns ``(N,)``, or ``(value, u_best, infd_at_x)`` when ``return_details``.
+    Chapter: ``notebooks/mnist_robust.ipynb``.
+    """
+    _check_explainer(explainer)
+    x = U.check_input(x, "x")
+    N, F = x.shape[0], tuple(x.shape[1:])
+    t = U.check_target(target, N, x.device)
+    law = _check_law(perturbation)
+    radius = U.check_positive(radius, "radius")
+    n_samples = U.check_positive(n_samples, "n_samples", integer=True)
+    for name, v in (("n_restarts", n_restarts), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"`{name}` must be an int >= 0, got {v!r}")
+    if step_size is not None:
+        step_size = U.check_positive(step_size, "step_size")
+    scaling = _check_scaling(scaling)
+    batch_size = _check_batch_size(batch_size)
+    if explainer_grad not in ("auto", "none"):
+        raise ValueError(f"`explainer_grad` must be 'auto' or 'none', got {explainer_grad!r}")
+    _check_target_with_model(model, x, t)
+    kind = explainer.kind
+    if kind == "global" and not law.binary:
+        raise _global_continuous_error(law)
+    g = _gen(generator, x.device)
+    n = _n_draws(law, n_samples)
+    draws = law.draw(F, n, g, x.device, x.dtype)
+    starts = _uniform_ball(F, n_restarts, radius, g, x.device, x.dtype) if n_restarts else x.new_zeros((0, *F))
+    Ustart = torch.cat([x.new_zeros((1, *F)), starts])  # (R, *F)
+    R = Ustart.shape[0]
+    x_rep = x.repeat_interleave(R, 0)
+    t_rep = None if t is None else t.repeat_interleave(R)
+    u = Ustart.repeat(N, *([1] * len(F)))
+    double = False
+    if explainer_grad == "auto" and _is_plain_gradient(explainer) and steps > 0:
+        leaf = x[:2].detach().requires_grad_(True)
+        with torch.enable_grad():
+            (gr,) = torch.autograd.grad(U.forward_target(model, leaf, None if t is None else t[:2]).sum(), leaf)
+        ref = _explain(explainer, x[:2], None if t is None else t[:2])
+        tol = 1e-4 if x.dtype == torch.float32 else 1e-8
+        double = torch.allclose(gr, ref, rtol=tol, atol=tol * float(ref.abs().max().clamp_min(1e-30)))
+        if not double:
+            warnings.warn("Gradient explainer differs from ∇f; Φ(x+u) treated as constant in the ascent")
+    alpha = step_size if step_size is not None else 2.5 * radius / max(steps, 1)
+    best = torch.full((N * R,), -float("inf"), device=x.device, dtype=x.dtype)
+    best_u = u.clone()
+    infd0 = None
+    bar = U.progress(total=steps + 1, desc="robust infidelity")
+    for s in range(steps + 1):
+        need = s < steps
+        val, gx = _infd_value_and_grad(model, explainer, x_rep + u, t_rep, law, draws, kind, scaling,
+                                       batch_size, need, double)
+        if infd0 is None:
+            infd0 = val.view(N, R)[:, 0].clone()
+        better = val > best
+        best = torch.where(better, val, best)
+        best_u[better] = u[better]
+        if need:
+            u = (u + alpha * torch.sign(gx)).clamp(-radius, radius)
+        bar.update(1)
+    bar.close()
+    bv = best.view(N, R)
+    value, arg = bv.max(1)
+    if return_details:
+        ub = best_u.view(N, R, *F)[torch.arange(N, device=x.device), arg]
+        return value, ub, infd0
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# the paired evaluation table
+
+
+def per_instance(df, column: str):
+    """Per-instance values of ``column`` of an :func:`evaluate` table: DataFrame (instances × explainers)."""
+    import pandas as pd
+
+    data = df.attrs["per_instance"][column]
+    return pd.DataFrame({k: list(v) for k, v in data.items()})
+
+
+def evaluate(
+    model: Callable[[Tensor], Tensor],
+    explainers: Dict[str, Callable],
+    x: Tensor,
+    target: TargetLike = None,
+    perturbations: Optional[Dict[str, Perturbation]] = None,
+    n_infd: int = 1000,
+    n_sens: int = 50,
+    radius: float = 0.1,
+    scaling: Optional[str] = "optimal",
+    normalize: bool = True,
+    generator: SeedLike = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+):
+    """The paper's Table 1 for any set of explainers: SENS_max and INFD per law, paired.
+
+    One row per explainer (row names = the dict keys, in order); columns ``"SENS_max"``,
+    ``"SENS_max se"`` and, for each law name ``L``, ``"INFD[L]"``, ``"INFD[L] se"``: means over
+    the ``N`` instances and their standard errors (``std/√N``). Default laws:
+    ``{"NB": NoisyBaseline(), "Square": SquareRemoval()}``.
+
+    Paired by construction: every law is drawn **once** (``n_infd`` draws) and ``f(x − I)`` is
+    evaluated once per draw for all explainers (``N · n_infd`` forward passes per law, whatever
+    the number of explainers); every explainer sees the same sensitivity neighbours
+    (``n_sens`` uniform draws in the L∞ ball of ``radius``; ``n_sens=0`` skips SENS). With an
+    int/None ``generator`` each component uses a fresh generator with that seed, so every entry
+    equals the stand-alone :func:`infidelity` / :func:`sensitivity_max` call with the same seed.
+    Global explainers under a continuous law get NaN (explained in ``df.attrs["notes"]``).
+
+    ``df.attrs``: ``"per_instance"`` (``{column: {explainer: [N values]}}``, also for
+    ``"INFD[L] raw"``, ``"INFD[L] beta"``, ``"INFD[L] mc_se"``; see :func:`per_instance` for a
+    DataFrame view, used for paired differences), ``"notes"``, ``"settings"``.
+    Chapter: ``notebooks/mnist.ipynb`` (NOTES "Experiments to reproduce", Table 1).
+    """
+    import pandas as pd
+
+    x = U.check_input(x, "x")
+    N, F = x.shape[0], tuple(x.shape[1:])
+    t = U.check_target(target, N, x.device)
+    if not isinstance(explainers, dict) or not explainers:
+        raise TypeError("`explainers` must be a non-empty dict {name: explainer}")
+    for name, e in explainers.items():
+        _check_explainer(e, f"explainers[{name!r}]")
+    if perturbations is None:
+        perturbations = {"NB": NoisyBaseline(), "Square": SquareRemoval()}
+    if not isinstance(perturbations, dict):
+        raise TypeError("`perturbations` must be a dict {name: Perturbation} or None")
+    for name, law in perturbations.items():
+        _check_law(law, f"perturbations[{name!r}]")
+    n_infd = U.check_positive(n_infd, "n_infd", integer=True)
+    if isinstance(n_sens, bool) or not isinstance(n_sens, int) or n_sens < 0:
+        raise ValueError(f"`n_sens` must be an int >= 0, got {n_sens!r}")
+    radius = U.check_positive(radius, "radius")
+    scaling = _check_scaling(scaling)
+    batch_size = _check_batch_size(batch_size)
+    fx = U.forward_batched(model, x, t, batch_size).to(x.dtype)  # validates target
+
+    def sub_gen():
+        return generator if isinstance(generator, torch.Generator) else _gen(generator, x.device)
+
+    names = list(explainers)
+    phis = {}
+    for name in U.progress(names, desc="explain x"):
+        phis[name] = _explain(explainers[name], x, t, f"explainers[{name!r}]")
+    per: Dict[str, Dict[str, list]] = {}
+    rows = {name: {} for name in names}
+    notes = []
+
+    def put(col, name, vals: Tensor):
+        v = vals.detach().double().cpu()
+        per.setdefault(col, {})[name] = v.tolist()
+        mean = float(v.mean())
+        se = float(v.std() / math.sqrt(N)) if N > 1 else float("nan")
+        return mean, se
+
+    if n_sens > 0:
+        noise = _uniform_ball(F, n_sens, radius, sub_gen(), x.device, x.dtype)
+        for name in U.progress(names, desc="sensitivity"):
+            D = _sensitivities(explainers[name], x, t, phis[name], noise, batch_size)
+            if normalize:
+                D = D / _normalizer(phis[name]).view(-1, 1)
+            m, s = put("SENS_max", name, D.max(1).values)
+            rows[name]["SENS_max"], rows[name]["SENS_max se"] = m, s
+    for lname, law in perturbations.items():
+        col = f"INFD[{lname}]"
+        n = _n_draws(law, n_infd)
+        draws = law.draw(F, n, sub_gen(), x.device, x.dtype)
+        b = _function_differences(model, x, t, law, draws, batch_size, fx, desc=f"INFD[{lname}]")
+        for name in names:
+            kind = explainers[name].kind
+            if kind == "global" and not law.binary:
+                rows[name][col], rows[name][col + " se"] = float("nan"), float("nan")
+                notes.append(
+                    f"{name} × {lname}: NaN, a global explanation cannot be evaluated under the "
+                    f"continuous law {law!r} (use a binary law or xailib.explainers.to_local)"
+                )
+                continue
+            det = _infd_stats(_project(law, x, draws, _term(law, x, phis[name], kind)), b, scaling)
+            rows[name][col], rows[name][col + " se"] = put(col, name, det.infidelity)
+            put(col + " raw", name, det.raw)
+            put(col + " beta", name, det.beta)
+            put(col + " mc_se", name, det.se)
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df = df.loc[names]
+    df.attrs["per_instance"] = per
+    df.attrs["notes"] = notes
+    df.attrs["settings"] = {
+        "N": N,
+        "n_infd": n_infd,
+        "n_sens": n_sens,
+        "radius": radius,
+        "scaling": scaling,
+        "normalize": normalize,
+        "perturbations": {k: repr(v) for k, v in perturbations.items()},
+        "dtype": str(x.dtype),
+    }
+    return df
