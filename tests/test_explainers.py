@@ -547,3 +547,15 @@ def test_optimal_lowest_infidelity_with_metrics_module():
         for k, v in vals.items():
             if k != "Square":
                 assert (vals["Square"] <= v * 1.001).all(), (scaling, k, vals)
+
+
+def test_sparse_gram_accumulation_matches_dense():
+    """The sparse product used for large sparse masks (G ≥ 1024) equals the dense zᵀz."""
+    from xailib.explainers._regression import add_gram
+
+    law = P.SquareRemoval(sizes=(1, 5))
+    z = law.draw((1, 40, 40), 300, 0, "cpu", torch.float32)
+    assert z.shape[1] == 1600 and float(z.mean()) < 0.1
+    M = torch.zeros(1600, 1600, dtype=f64)
+    add_gram(M, z)
+    assert torch.equal(M, z.double().T @ z.double())

@@ -450,3 +450,28 @@ def test_evaluate_sensitivity_matches_standalone():
                     generator=4)
     ref = M.sensitivity_max(Gradient(model), x, n_samples=10, generator=4)
     torch.testing.assert_close(torch.tensor(df.attrs["per_instance"]["SENS_max"]["Grad"], dtype=D64), ref)
+
+
+# ---------------------------------------------------------------- device
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, D64])
+def test_cuda_device_and_dtype_preserved(dtype):
+    dev = torch.device("cuda")
+    model = SmallNet(n_out=3).to(dev)
+    model.W, model.V = model.W.to(dev), model.V.to(dev)
+    x = torch.rand(3, *F, dtype=dtype, device=dev)
+    t = torch.tensor([0, 1, 2], device=dev)
+    grad = Gradient(model)
+    for law in laws():
+        draws = law.draw(F, 16, 0, dev, dtype)
+        assert draws.device.type == "cuda" and draws.dtype == dtype
+        if dtype == D64 and not law.binary and not isinstance(law, Infinitesimal):
+            assert (draws.float().double() != draws).any()
+        v = M.infidelity(model, grad, x, t, perturbation=law, n_samples=16, return_details=True)
+        assert all(f.device.type == "cuda" and f.dtype == dtype for f in v)
+    s = M.sensitivity_max(grad, x, t, n_samples=8)
+    assert s.device.type == "cuda" and s.dtype == dtype
+    r = M.robust_infidelity(model, grad, x, t, NoisyBaseline(), 0.1, n_samples=16, n_restarts=1, steps=2)
+    assert r.device.type == "cuda" and r.dtype == dtype and torch.isfinite(r).all()
+    df = M.evaluate(model, {"Grad": grad}, x, t, n_infd=16, n_sens=4)
+    assert df.notna().all().all()

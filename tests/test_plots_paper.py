@@ -183,3 +183,39 @@ def test_claims_on_an_evaluate_table():
     assert (rob["difference"] == 0).all() and (rob["verdict"] == "inconclusive").all()
     with pytest.raises(ValueError, match="per-instance"):
         paper.long_form(paper.table4("regular"))
+
+
+def test_settings_explainers_headline_and_projection():
+    from xailib import metrics as M
+    from xailib.models import MLP
+
+    s = paper.mnist_settings("default")
+    assert paper.mnist_settings("paper")["n_opt"] == 20000 and paper.mnist_settings("paper")["n_sens"] == 50
+    assert set(paper.settings_table().columns) == {"meaning", "default", "paper", "this run"}
+    torch.manual_seed(0)
+    model = MLP(16, (8,), 3).eval()
+    small = dict(s, n_sg=4, ig_steps=4, n_opt=100, n_shap=100, square_sizes=(1, 2))
+    ex = paper.explainers(model, small)
+    assert list(ex) == list(paper.METHODS)
+    assert {n: e.kind for n, e in ex.items()}["SHAP"] == "global"
+    assert paper.explainers(model, small, sg_radius=0.5, names=["Grad-SG"])["Grad-SG"].radius == 0.5
+    with pytest.raises(ValueError, match="unknown"):
+        paper.explainers(model, small, names=["Saliency"])
+    x = torch.rand(4, 1, 4, 4)
+    sub = {n: ex[n] for n in ("Grad", "Grad-SG", "SHAP", "Square")}
+    table = M.evaluate(model, sub, x, 0, perturbations=paper.laws(small), n_infd=30, n_sens=2)
+    h = paper.headline(table, {n: e.kind for n, e in sub.items()})
+    assert h.loc["Grad", "law"] == "NB" and h.loc["SHAP", "law"] == "Square"
+    assert h.loc["SHAP", "INFD"] == table.loc["SHAP", "INFD[Square]"]
+    assert h.loc["Grad", "INFD mc se"] > 0
+    p = paper.paired(table, "SENS_max", "Grad-SG", "Grad")
+    assert p["n"] == 4 and p["verdict"] in ("a lower", "a higher", "inconclusive")
+    zeros = torch.zeros_like(x)
+    energy = {k: M.infidelity(model, zeros, x, 0, law, n_samples=30).tolist() for k, law in paper.laws(small).items()}
+    rel = paper.relative_infidelity(table, energy)
+    g = rel[rel.explainer == "Grad"]["rINFD[NB]"].to_numpy()
+    np.testing.assert_allclose(g, np.array(table.attrs["per_instance"]["INFD[NB]"]["Grad"]) / np.array(energy["NB"]))
+    assert (rel["rINFD[Square]"].dropna() <= 1 + 1e-9).all()  # optimal scaling never does worse than Φ = 0
+    proj = paper.project_time({"Grad": 0.01, "IG-SG": 0.1}, 1e-4)
+    assert proj.loc["IG-SG", "paper [min]"] == pytest.approx(50 * 51 * 0.1 * (200 / 30) * (50 / 16) / 60)
+    assert proj.loc["total", "default [min]"] == pytest.approx(proj["default [min]"].iloc[:-1].sum())

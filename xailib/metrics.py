@@ -473,6 +473,7 @@ def robust_infidelity(
 
     The result is a **lower bound** of RINFD up to Monte-Carlo error: the search may miss the
     maximiser, so the estimate errs low (it is always ≥ INFD at ``u = 0`` with the same draws).
+    ``x + u`` is not clipped to the data range (Def. C.1 constrains only ``‖u‖``).
     Cost: ``(1 + n_restarts) · N · n_samples`` forward passes per step, plus backward passes.
     Returns ``(N,)``, or ``(value, u_best, infd_at_x)`` when ``return_details``.
     Chapter: ``notebooks/mnist_robust.ipynb``.
@@ -547,7 +548,12 @@ def robust_infidelity(
 
 
 def per_instance(df, column: str):
-    """Per-instance values of ``column`` of an :func:`evaluate` table: DataFrame (instances × explainers)."""
+    """Per-instance values of ``column`` of an :func:`evaluate` table: DataFrame (instances × explainers).
+
+    For paired comparisons (NOTES "Monte-Carlo hygiene"): e.g.
+    ``d = per_instance(df, "INFD[NB]"); (d["Grad"] - d["Grad-SG"]).mean()`` with standard error
+    ``.std() / √N`` (``notebooks/mnist.ipynb``).
+    """
     import pandas as pd
 
     data = df.attrs["per_instance"][column]
@@ -564,9 +570,9 @@ def evaluate(
     n_sens: int = 50,
     radius: float = 0.1,
     scaling: Optional[str] = "optimal",
-    normalize: bool = True,
     generator: SeedLike = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    normalize: bool = True,
 ):
     """The paper's Table 1 for any set of explainers: SENS_max and INFD per law, paired.
 
@@ -582,6 +588,9 @@ def evaluate(
     int/None ``generator`` each component uses a fresh generator with that seed, so every entry
     equals the stand-alone :func:`infidelity` / :func:`sensitivity_max` call with the same seed.
     Global explainers under a continuous law get NaN (explained in ``df.attrs["notes"]``).
+    ``normalize`` is passed to the sensitivity (relative SENS by default, see
+    :func:`sensitivity_max`); stochastic explainers use common random numbers there (compare with
+    :func:`sensitivity_noise_floor`).
 
     ``df.attrs``: ``"per_instance"`` (``{column: {explainer: [N values]}}``, also for
     ``"INFD[L] raw"``, ``"INFD[L] beta"``, ``"INFD[L] mc_se"``; see :func:`per_instance` for a

@@ -359,8 +359,8 @@ MNIST_SETTINGS = {
     "n_sens": (5, 50, "SENS_max samples, uniform in the L∞ ball"),
     "sens_radius": (0.1, 0.1, "SENS_max radius (L∞)"),
     "sg_radius": (0.2, 0.2, "SmoothGrad radius (uniform L∞ kernel)"),
-    "n_sg": (50, 200, "SmoothGrad samples"),
-    "ig_steps": (20, 50, "Integrated Gradients steps (baseline 0)"),
+    "n_sg": (30, 200, "SmoothGrad samples"),
+    "ig_steps": (16, 50, "Integrated Gradients steps (baseline 0)"),
     "n_opt": (1000, 20000, "samples of NB and Square (optimal explanations)"),
     "n_shap": (1000, 20000, "KernelSHAP samples"),
     "nb_sigma": (0.2, 0.2, "noisy baseline: x0 = clip(0 + σε, 0, 1)"),
@@ -501,4 +501,52 @@ def relative_infidelity(table: pd.DataFrame, energy: Mapping[str, Sequence[float
         if e.ndim != 1 or (long["instance"].max() + 1) != len(e):
             raise ValueError(f"`energy[{law!r}]` must hold one value per instance ({long['instance'].max() + 1})")
         out[f"rINFD[{law}]"] = long[col].to_numpy() / e[long["instance"].to_numpy()]
+    return out
+
+
+def paired(table: pd.DataFrame, metric: str, a: str, b: str, z: float = 2.0) -> dict:
+    """Paired comparison of two explainers (rows ``a`` and ``b``) of one table on ``metric``.
+
+    Returns ``{"difference": mean(a − b), "se": its standard error over instances, "n": pairs,
+    "verdict": "a lower" | "a higher" | "inconclusive"}`` (``z`` standard errors decide).
+    """
+    vals = _Values(table, "table")
+    for m in (a, b):
+        if not vals.has(metric, m):
+            raise KeyError(f"no {metric!r} values for {m!r}")
+    d, se, n = paired_difference(vals, a, vals, b, metric)
+    v = _verdict(d, se, z)
+    return {"difference": d, "se": se, "n": n,
+            "verdict": {"holds": "a lower", "fails": "a higher", "inconclusive": "inconclusive"}[v]}
+
+
+def headline(table: pd.DataFrame, kinds: Mapping[str, str], local_law: str = "NB", global_law: str = "Square") -> pd.DataFrame:
+    """The paper's reading of an :func:`~xailib.metrics.evaluate` table: one INFD per explainer.
+
+    The paper evaluates local explanations under the noisy baseline and global ones (SHAP,
+    Square) under square removal (appendix B.1/B.2). ``kinds``: ``{explainer: "local" | "global"}``
+    (e.g. ``{n: e.kind for n, e in explainers.items()}``). Columns: ``SENS_max``, ``SENS_max se``,
+    ``INFD`` and ``INFD se`` (over instances), ``INFD mc se`` (Monte-Carlo error of the mean,
+    ``sqrt(mean(mc_se²) / N)``) and ``law`` (the column used).
+    """
+    _check_frame(table, "table")
+    rows = {}
+    per = table.attrs.get("per_instance", {})
+    for name in table.index:
+        if name not in kinds:
+            raise KeyError(f"no kind given for explainer {name!r}")
+        law = global_law if kinds[name] == "global" else local_law
+        col = f"INFD[{law}]"
+        mc = per.get(f"{col} mc_se", {}).get(name)
+        mc_se = float(np.sqrt(np.mean(np.square(mc)) / len(mc))) if mc else float("nan")
+        rows[name] = {
+            "SENS_max": table.loc[name, "SENS_max"] if "SENS_max" in table.columns else float("nan"),
+            "SENS_max se": table.loc[name, "SENS_max se"] if "SENS_max se" in table.columns else float("nan"),
+            "INFD": table.loc[name, col],
+            "INFD se": table.loc[name, f"{col} se"],
+            "INFD mc se": mc_se,
+            "law": law,
+        }
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "explainer"
     return out

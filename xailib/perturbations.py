@@ -409,7 +409,11 @@ class NoisyBaseline(Perturbation):
 
 
 class Gaussian(Perturbation):
-    """Gaussian perturbation ``I = σ ε``, ``ε ~ N(0, Id)``, the same draws for every instance."""
+    """Gaussian perturbation ``I = σ ε``, ``ε ~ N(0, Id)``, the same draws for every instance.
+
+    Its optimal explanation tends to the gradient as ``σ → 0`` (Prop. 2.1/2.2;
+    ``notebooks/toy.ipynb``, ``notebooks/theory.ipynb``).
+    """
 
     binary = False
 
@@ -622,7 +626,8 @@ class Fixed(BinaryPerturbation):
     instance) or ``Fixed(masks=z, baseline=..., groups=...)`` (binary; ``z`` ``(n, G)`` 0/1 group
     masks, or ``(n, *F)`` feature masks when ``groups`` is None).
 
-    Use it to compare explainers, or xailib with Captum, on identical draws. ``draw(F, n)`` returns
+    Use it to compare explainers, or xailib with Captum, on identical draws (NOTES "Monte-Carlo
+    hygiene", paired comparisons; ``benchmarks/bench_metrics.py``). ``draw(F, n)`` returns
     the first ``n`` stored draws (``n`` larger than the number stored is an error); the metrics
     use ``min(n_samples, n_fixed)`` draws. The generator is ignored.
     """

@@ -101,7 +101,8 @@ def saliency_grid(
     panels = [imgs, *maps.values()]
     n_rows, n_cols = (len(labels), n) if transpose else (n, len(labels))
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(cell * n_cols + 0.8, cell * n_rows + (0.5 if title else 0.2)), squeeze=False
+        n_rows, n_cols, figsize=(cell * n_cols + 1.2, cell * n_rows + (0.6 if title else 0.3)), squeeze=False,
+        layout="constrained",
     )
     im = None
     for j, (lab, arr) in enumerate(zip(labels, panels)):
@@ -121,7 +122,7 @@ def saliency_grid(
             if left:
                 ax.set_ylabel(lab if transpose else (row_labels[i] if row_labels is not None else f"#{i}"), fontsize=8)
     if im is not None:
-        cb = fig.colorbar(im, ax=axes, shrink=0.6, pad=0.02)
+        cb = fig.colorbar(im, ax=axes, shrink=min(1.0, 3.0 / max(n_rows, 1) + 0.3), pad=0.02)
         cb.set_label("saliency (z-score)")
     if title:
         fig.suptitle(title)

@@ -13,7 +13,8 @@ or, where the statement allows, the same feasible candidates are shared by both 
 the inequality holds exactly for the estimates (see each docstring). Where a right-hand side
 can only be estimated from below (``hessian="estimate"``), the docstring and ``notes`` say so.
 
-Networks: :func:`random_softplus_net` builds ``f(x) = cᵀσ(W_l … σ(W_1 x))`` with zero biases
+Plots: :func:`plot_check` (lhs against rhs with y = x, and the tightness); :func:`summarize`
+tabulates several checks. Networks: :func:`random_softplus_net` builds ``f(x) = cᵀσ(W_l … σ(W_1 x))`` with zero biases
 (Prop. A.1), ``σ`` softplus (or ReLU, to break the smoothness hypotheses on purpose).
 Computations run in float64. Balls are Euclidean (ℓ₂) unless a ``norm`` argument says otherwise.
 """
@@ -40,6 +41,7 @@ __all__ = [
     "SoftplusNet",
     "random_softplus_net",
     "random_instances",
+    "RippleModel",
     "model_gradient",
     "hessian_vector_product",
     "hessian_spectral_norm",
@@ -59,10 +61,29 @@ __all__ = [
     "check_occlusion_optimality",
     "check_shap_optimality",
     "summarize",
+    "plot_check",
     "ALL_CHECKS",
 ]
 
 DTYPE = torch.float64
+
+
+def _single_threaded(fn):
+    """Run a check with one intra-op thread (restored afterwards): the networks are tiny, and
+    on a busy 2-core machine thread hand-offs cost more than the matrix products (50× slower
+    forward passes were measured with 2 threads under load)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(n)
+
+    return wrapper
 
 
 # =========================================================================== result record
@@ -230,6 +251,25 @@ def random_softplus_net(d: int, widths: Sequence[int], scale: float = 1.0, seed=
         fan_in = w
     c = torch.randn(fan_in, generator=g, dtype=torch.float64) / math.sqrt(fan_in)
     return SoftplusNet([W.to(dtype) for W in weights], c.to(dtype), activation)
+
+
+class RippleModel(nn.Module):
+    """``f(x) = base(x) + a · sin(ωᵀx)``: a model whose gradient is far more sensitive than its
+    output when ``a`` is small and ``‖ω‖`` large (``‖∇ sin‖ ~ a‖ω‖`` while ``|Δf| ≤ 2a``); used to show
+    a case where Theorem C.1's lower bound on robust infidelity is not vacuous."""
+
+    def __init__(self, base: nn.Module, amplitude: float = 0.05, frequency: float = 20.0, seed=0, d: int = 8):
+        super().__init__()
+        self.base = base
+        g = make_generator(seed)
+        w = torch.randn(d, generator=g, dtype=DTYPE)
+        self.register_buffer("omega", frequency * w / w.norm())
+        self.amplitude = float(amplitude)
+        self.depth = getattr(base, "depth", -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.reshape(x.shape[0], -1)
+        return _f(self.base, x) + self.amplitude * torch.sin(x @ self.omega)
 
 
 def random_instances(n_nets: int = 8, n_inputs: int = 4, d: int = 8, depths=(1, 2, 3, 4), widths=(8, 16, 32),
@@ -491,14 +531,13 @@ def hessian_norm_bound(net: SoftplusNet, x: Optional[Tensor] = None, radius: flo
         s = torch.sigmoid(zn)
         s2max.append(s * (1 - s))
     l = len(Ws)
-    d1 = [s.max(dim=1).values for s in s1max]  # ‖D_j‖ bound per row
-    # global l2 bound on ‖g_i‖ (g_i = ∂f/∂h_i), per row
-    cn = net.c.norm()
+    opn = lambda A: torch.linalg.matrix_norm(A, 2)  # batched spectral norms (N, a, b) -> (N,)
+    # ℓ2 bound on ‖g_i‖ (g_i = ∂f/∂h_i): ‖g_{i−1}‖ ≤ ‖W_iᵀ diag(σ'_max(z_i))‖ ‖g_i‖, per row
     gnorm = [None] * l
-    acc = torch.full((N,), float(cn), dtype=DTYPE)
+    acc = torch.full((N,), float(net.c.norm()), dtype=DTYPE)
     for i in range(l - 1, -1, -1):
         gnorm[i] = acc.clone()
-        acc = acc * d1[i] * spec[i]
+        acc = acc * opn(s1max[i].unsqueeze(2) * Ws[i].unsqueeze(0))
     # interval backward pass for g_i
     glo = net.c.expand(N, -1).clone()
     ghi = glo.clone()
@@ -514,12 +553,18 @@ def hessian_norm_bound(net: SoftplusNet, x: Optional[Tensor] = None, radius: flo
         W = Ws[i]
         gc, gr = ac @ W, ar @ W.abs()
         glo, ghi = gc - gr, gc + gr
+    # ‖M_iᵀ diag(σ''⊙g_i) M_i‖ ≤ ‖diag(√a_i) M_i‖², a_i = max|σ''⊙g_i| on the box (Loewner order), and
+    # with D_j = diag(√s_j) E_j diag(√s_j), 0 ≼ E_j ≼ Id, s_j = σ'_max(z_j):
+    # ‖diag(√a_i) M_i‖ ≤ ‖diag(√a_i) W_i diag(√s_{i−1})‖ ∏_{j<i} ‖diag(√s_j) W_j diag(√s_{j−1})‖
+    sq = [s.sqrt() for s in s1max]
     total = torch.zeros(N, dtype=DTYPE)
-    Mn = torch.ones(N, dtype=DTYPE)
+    chain = torch.ones(N, dtype=DTYPE)
     for i in range(l):
-        Mi = Mn * spec[i]
-        total = total + Mi**2 * (s2max[i] * gabs[i]).max(dim=1).values
-        Mn = Mi * d1[i]
+        W = Ws[i].unsqueeze(0)
+        right = sq[i - 1].unsqueeze(1) if i > 0 else 1.0
+        a = (s2max[i] * gabs[i]).sqrt().unsqueeze(2)
+        total = total + (opn(a * W * right) * chain) ** 2
+        chain = chain * opn(sq[i].unsqueeze(2) * W * right)
     return total
 
 
@@ -541,6 +586,7 @@ def _hessian_sup_estimate(model, x: Tensor, radius: float, n_points: int = 16, i
 
 
 # =========================================================================== Prop. A.1
+@_single_threaded
 def check_lipschitz_bound(nets=None, x=None, *, radius: float = 0.5, bound: str = "derived", restarts: int = 4,
                           steps: int = 30, mc_samples: int = 0, seed=0, n_nets: int = 8, n_inputs: int = 4,
                           d: int = 8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0),
@@ -605,6 +651,7 @@ def _mc_sensitivity(model, x, radius_linf, n, seed):
 
 
 # =========================================================================== A.2
+@_single_threaded
 def check_hessian_bounds(nets=None, x=None, *, radius: float = 0.5, sigma: float = 0.1, n_perturbations: int = 256,
                          hessian: str = "certified", restarts: int = 4, steps: int = 30, seed=0, n_nets: int = 8,
                          n_inputs: int = 4, d: int = 8, depths=(1, 2, 3, 4), widths=(8, 16, 32),
@@ -671,8 +718,9 @@ def _raw_infidelity(model, phi: Tensor, x: Tensor, perturbation, n: Optional[int
 
 # =========================================================================== Thm. A.1
 def _logistic(fv: Tensor, y: Tensor) -> Tensor:
-    """Logistic loss ``ℓ(f, y) = log(1 + e^f) − y f`` for ``y ∈ {0, 1}``."""
-    return F.softplus(fv) - y * fv
+    """Logistic loss ``ℓ(f, y) = log(1 + e^f) − y f = log(1 + e^{−(2y−1) f})`` for ``y ∈ {0, 1}``
+    (computed in the second, cancellation-free form)."""
+    return F.softplus(-(2 * y - 1) * fv)
 
 
 def pgd_logistic(model, x: Tensor, y: Tensor, eps: float, norm: str = "l2", restarts: int = 4, steps: int = 30,
@@ -687,6 +735,7 @@ def pgd_logistic(model, x: Tensor, y: Tensor, eps: float, norm: str = "l2", rest
     return _ascend(obj, x, eps, restarts, steps, seed, norm, extra=torch.zeros_like(x))
 
 
+@_single_threaded
 def check_adversarial_risk_bound(nets=None, x=None, y=None, *, eps: float = 0.3, norm: str = "l2",
                                  hessian: str = "certified", restarts: int = 4, steps: int = 30, seed=0,
                                  n_nets: int = 8, n_inputs: int = 4, d: int = 8, depths=(1, 2, 3, 4),
@@ -747,9 +796,10 @@ def check_adversarial_risk_bound(nets=None, x=None, y=None, *, eps: float = 0.3,
 
 
 # =========================================================================== Thm. C.1
+@_single_threaded
 def check_robust_infidelity_lower_bound(nets=None, x=None, *, radius: float = 0.3, sigma: float = 0.3,
-                                        n_perturbations: int = 64, positive_part: bool = True, restarts: int = 3,
-                                        steps: int = 25, seed=0, n_nets: int = 6, n_inputs: int = 4, d: int = 8,
+                                        n_perturbations: int = 32, positive_part: bool = True, restarts: int = 2,
+                                        steps: int = 20, seed=0, n_nets: int = 4, n_inputs: int = 4, d: int = 8,
                                         depths=(1, 2, 3), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0),
                                         activation: str = "softplus") -> CheckResult:
     """Theorem C.1 for Φ = ∇f and ``I ~ N(0, σ² Id)`` (ℓ₂ ball of radius r for u). Two parts
@@ -767,14 +817,21 @@ def check_robust_infidelity_lower_bound(nets=None, x=None, *, radius: float = 0.
     are maxima over candidate sets that contain ``û`` (plus their own ascents, and ``u = 0``
     for RINFD). Then ``B̂ ≥ B(û)`` etc., and the proof's chain at ``û`` makes the checked
     inequality exact for the estimates: an error can hide a violation, never invent one.
-    All expectations over ``I`` use the same ``n_perturbations`` draws.
+    All expectations over ``I`` use the same ``n_perturbations`` draws. For softplus networks
+    ``xailib.metrics.robust_infidelity`` (ℓ∞ ball of radius ``r/√d``, inscribed in the ℓ₂ ball; same
+    draws) adds one more lower estimate of RINFD (``info["rinfd_metrics"]``).
     """
     from .perturbations import Fixed, Gaussian
 
     inst = _as_instances(nets, x, dict(n_nets=n_nets, n_inputs=n_inputs, d=d, depths=depths, widths=widths,
                                        scales=scales), seed, activation)
     lhs, rhs, parts, counts, metas = [], [], [], [], []
-    infos = {"A": [], "B": [], "B_prime": [], "rinfd_at_0": []}
+    from .explainers import Gradient
+    from .metrics import robust_infidelity
+
+    use_metrics = isinstance(nets, (type(None), SoftplusNet)) or (
+        isinstance(nets, (list, tuple)) and all(isinstance(n, SoftplusNet) for n in nets))
+    infos = {"A": [], "B": [], "B_prime": [], "rinfd_at_0": [], "rinfd_metrics": []}
     for k, (net, xx, meta) in enumerate(inst):
         N, dd = xx.shape
         sk = _sub(seed, k)
@@ -818,6 +875,11 @@ def check_robust_infidelity_lower_bound(nets=None, x=None, *, radius: float = 0.
         _, u_R = _ascend(infd_obj, xx, radius, restarts, steps, sk + 3)
         r0 = infd_at(torch.zeros_like(xx))
         rinfd = torch.maximum(torch.maximum(r0, infd_at(u_A)), infd_at(u_R))
+        if use_metrics:  # xailib.metrics.robust_infidelity on the inscribed ℓ∞ ball, same draws
+            r_m = robust_infidelity(net, Gradient(net), xx, perturbation=Fixed(I), radius=radius / math.sqrt(dd),
+                                    n_samples=n, scaling=None, generator=sk).to(DTYPE)
+            rinfd = torch.maximum(rinfd, r_m)
+            infos["rinfd_metrics"].append(r_m.repeat(2))
         diff = A_hat - B_hat - Bp_hat
         lb = (diff.clamp_min(0) if positive_part else diff) ** 2 / 4
         sens, _ = max_gradient_change(net, xx, radius, restarts, steps, seed=sk + 4, extra=u_A)
@@ -831,7 +893,7 @@ def check_robust_infidelity_lower_bound(nets=None, x=None, *, radius: float = 0.
         metas.append(meta)
     info = _meta_info(metas, counts)
     info["part"] = parts
-    info.update({k: torch.cat(v) for k, v in infos.items()})
+    info.update({k: torch.cat(v) for k, v in infos.items() if v})
     notes = ["A, B, B', SENS, RINFD: maxima over shared feasible candidates (err low; the inequality is exact "
              "for the estimates)", "positive part: " + str(positive_part)]
     lhs_t, rhs_t = torch.cat(lhs), torch.cat(rhs)
@@ -852,6 +914,7 @@ def _sg_noise(sg, d) -> Tensor:
     return sg.draw_noise((d,), make_generator(sg.seed), torch.device("cpu"), DTYPE)
 
 
+@_single_threaded
 def check_smoothgrad_sensitivity(nets=None, x=None, *, radius: float = 0.3, sg_radius: float = 0.3,
                                  sg_samples: int = 32, noise: str = "uniform_linf", common_noise: bool = True,
                                  restarts: int = 3, steps: int = 25, seed=0, n_nets: int = 6, n_inputs: int = 4,
@@ -911,6 +974,7 @@ def check_smoothgrad_sensitivity(nets=None, x=None, *, radius: float = 0.3, sg_r
                                         activation=activation), info, notes, rtol=1e-7, atol=1e-12)
 
 
+@_single_threaded
 def check_smoothgrad_infidelity(nets=None, x=None, *, sg_radius: float = 0.05, sg_samples: int = 32,
                                 noise: str = "uniform_linf", sigma: float = 0.5, n_perturbations: int = 128,
                                 seed=0, n_nets: int = 8, n_inputs: int = 4, d: int = 8, depths=(1, 2, 3, 4),
@@ -988,6 +1052,7 @@ def _alternatives(phi: Tensor, n_alt: int, rel: float, g: torch.Generator) -> Te
                                        scale.view(1, -1, *([1] * (phi.dim() - 1))))
 
 
+@_single_threaded
 def check_optimal_explanation(nets=None, x=None, *, sigma: float = 0.5, n_samples: int = 2000, ridge: float = 1e-8,
                               n_alternatives: int = 16, alt_scale: float = 0.1, seed=0, n_nets: int = 8,
                               n_inputs: int = 4, d: int = 8, depths=(1, 2, 3, 4), widths=(8, 16, 32),
@@ -1039,6 +1104,7 @@ def check_optimal_explanation(nets=None, x=None, *, sigma: float = 0.5, n_sample
                    ["same draws on both sides: exact comparison"], rtol=1e-6, atol=1e-12 * rhs_t.abs().max())
 
 
+@_single_threaded
 def check_gradient_optimality(nets=None, x=None, *, eps=(0.3, 0.1, 0.03, 0.01, 0.001), seed=0, n_nets: int = 8,
                               n_inputs: int = 4, d: int = 8, depths=(1, 2, 3, 4), widths=(8, 16, 32),
                               scales=(0.5, 1.0, 2.0), activation: str = "softplus") -> CheckResult:
@@ -1046,7 +1112,8 @@ def check_gradient_optimality(nets=None, x=None, *, eps=(0.3, 0.1, 0.03, 0.01, 0
     (``Optimal(Infinitesimal(ε))``) is the finite difference ``Φ*_i = (f(x) − f(x − εe_i))/ε`` and
     ``‖Φ*_ε − ∇f(x)‖_∞ ≤ (ε/2) sup_{‖δ‖≤ε} ‖∇²f(x+δ)‖`` → 0 (Taylor), one row per (input, ε).
 
-    rhs: :func:`hessian_norm_bound` (certified, errs high) plus a float64 round-off allowance
+    rhs: :func:`hessian_norm_bound` (certified, errs high; for other models the power-iteration
+    estimate at sampled points, which errs low) plus a float64 round-off allowance
     ``4·10⁻¹⁶ (|f(x)| + 1)/ε``. A ReLU network breaks the hypothesis (its a.e. Hessian is 0,
     the bound 0, but a kink within ε makes the finite difference differ from the gradient).
     """
@@ -1064,8 +1131,8 @@ def check_gradient_optimality(nets=None, x=None, *, eps=(0.3, 0.1, 0.03, 0.01, 0
         for e in eps:
             phi = Optimal(net, Infinitesimal(e), n_samples=4 * dd, ridge=1e-12, seed=_sub(seed, k, 6))(xx)
             lhs.append((phi.to(DTYPE) - grad).abs().max(1).values)
-            rhs.append(e / 2 * hessian_norm_bound(net, xx, e) if isinstance(net, SoftplusNet)
-                       else torch.zeros(N, dtype=DTYPE))
+            rhs.append(e / 2 * (hessian_norm_bound(net, xx, e) if isinstance(net, SoftplusNet)
+                                else _hessian_sup_estimate(net, xx, e, seed=_sub(seed, k, 8))))
             atol.append(4e-16 * (f0.abs() + 1) / e + 1e-10 * grad.abs().max(1).values)
             epss += [e] * N
         counts.append(N * len(eps))
@@ -1078,6 +1145,7 @@ def check_gradient_optimality(nets=None, x=None, *, eps=(0.3, 0.1, 0.03, 0.01, 0
                    atol=torch.cat(atol))
 
 
+@_single_threaded
 def check_occlusion_optimality(nets=None, x=None, *, baseline: float = 0.0, explainer_baseline: Optional[float] = None,
                                n_alternatives: int = 16, alt_scale: float = 0.1, seed=0, n_nets: int = 8,
                                n_inputs: int = 4, d: int = 8, depths=(1, 2, 3, 4), widths=(8, 16, 32),
@@ -1169,6 +1237,7 @@ def _coalition_values(model, x, Z, baseline):
     return v - v[:, :1]
 
 
+@_single_threaded
 def check_shap_optimality(nets=None, x=None, *, baseline: float = 0.0, efficiency: bool = True,
                           n_alternatives: int = 16, alt_scale: float = 0.1, n_samples: int = 4000, seed=0,
                           n_nets: int = 8, n_inputs: int = 4, d: int = 6, depths=(1, 2, 3, 4), widths=(8, 16, 32),
@@ -1241,6 +1310,61 @@ def check_shap_optimality(nets=None, x=None, *, baseline: float = 0.0, efficienc
                    dict(baseline=baseline, efficiency=efficiency, n_alternatives=n_alternatives, alt_scale=alt_scale,
                         n_samples=n_samples, seed=seed), info, ["exact expectations over all coalitions"],
                    rtol=1e-9, atol=1e-14 * (1 + rhs_t.abs().max()))
+
+
+# =========================================================================== plotting
+def plot_check(result: CheckResult, hue: Optional[str] = None, title: Optional[str] = None, log: bool = True,
+               lhs_label: str = "lhs", rhs_label: str = "rhs", axes=None):
+    """Scatter of lhs against rhs with the line y = x (points above it violate the statement),
+    and the distribution of the tightness lhs / rhs. ``hue``: an ``info`` column to colour by.
+    Zeros (and infinities) cannot sit on log axes: they are left out and counted in the title."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    df = result.to_frame()
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    else:
+        fig = axes[0].figure
+    ax, ax2 = axes
+    ok = np.isfinite(df.lhs) & np.isfinite(df.rhs)
+    if log:
+        ok &= (df.lhs > 0) & (df.rhs > 0)
+    d = df[ok]
+    groups = [(None, d)] if hue is None else list(d.groupby(hue))
+    for key, g in groups:
+        ax.scatter(g.rhs, g.lhs, s=14, alpha=0.7, label=None if key is None else f"{hue}={key}")
+    if len(d):
+        lo = min(d.lhs.min(), d.rhs.min())
+        hi = max(d.lhs.max(), d.rhs.max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel(rhs_label)
+    ax.set_ylabel(lhs_label)
+    left_out = int((~ok).sum())
+    ax.set_title((title or result.name) + (f" ({left_out} points at 0/inf not shown)" if left_out else ""),
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    tt = df[np.isfinite(df.tightness) & (df.tightness > 0)]
+    if len(tt):
+        t = tt.tightness
+        wide = log and t.max() / t.min() > 100
+        vals = np.log10(t) if wide else t
+        bins = np.histogram_bin_edges(vals, bins=30)
+        if hue is None:
+            ax2.hist(vals, bins=bins)
+        else:
+            keys, parts = zip(*[(k, (np.log10(g.tightness) if wide else g.tightness)) for k, g in tt.groupby(hue)])
+            ax2.hist(list(parts), bins=bins, stacked=True, label=[f"{hue}={k}" for k in keys])
+            ax2.legend(fontsize=8)
+        ax2.axvline(0.0 if wide else 1.0, color="k", ls="--", lw=1)
+        ax2.set_xlabel("log10 tightness (lhs / rhs)" if wide else "tightness (lhs / rhs)")
+    ax2.set_ylabel("instances")
+    ax2.set_title(f"holds: {result.holds}  ({result.n_violations}/{result.n} violations)", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 ALL_CHECKS = {

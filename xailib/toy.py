@@ -23,11 +23,10 @@ to the larger/smaller coordinate. (On the measure-zero sets ``a = b`` and ``|a �
 returns one one-sided value, or ``(0.5, 0.5)`` on the diagonal where max/min tie.)
 
 Averaged over a large region the gradient is ``(0.5, 0.5)``: SmoothGrad with a big kernel
-recovers it. :func:`smoothed_gradient` gives that average in closed form (a one-dimensional
-quadrature, no sampling) as a reference for the Monte-Carlo SmoothGrad of
-:mod:`xailib.explainers`, and :class:`ExactSmoothGrad` wraps it as an explainer, so that the
-metrics can separate SmoothGrad's own sensitivity from its Monte-Carlo noise. The chapter is
-``notebooks/toy.ipynb``.
+recovers it. :func:`smoothed_gradient` gives that average in closed form (no sampling) as a
+reference for the Monte-Carlo SmoothGrad of :mod:`xailib.explainers`, and
+:class:`ExactSmoothGrad` wraps it as an explainer, so that the metrics can separate
+SmoothGrad's own sensitivity from its Monte-Carlo noise. The chapter is ``notebooks/toy.ipynb``.
 """
 from __future__ import annotations
 
@@ -35,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ._utils import check_input, check_positive
+from .explainers import Explainer
 
 __all__ = [
     "toy_function",
@@ -90,36 +90,35 @@ def toy_gradient(x: Tensor) -> Tensor:
     return out
 
 
-def smoothed_gradient(x: Tensor, radius: float, n_quad: int = 2001) -> Tensor:
+def _zigzag_integral(s: Tensor) -> Tensor:
+    """``Z(s) = ∫₀ˢ dist(u, 2ℤ) du``: ``⌊s/2⌋`` whole periods (area 1 each) plus the partial one."""
+    q = torch.floor(s / 2)
+    u = s - 2 * q  # in [0, 2)
+    part = torch.where(u <= 1, u * u / 2, 1 - (2 - u) ** 2 / 2)
+    return q + part
+
+
+def smoothed_gradient(x: Tensor, radius: float) -> Tensor:
     """The exact SmoothGrad of ``f`` under a uniform kernel on the L∞ ball of ``radius``.
 
-    ``E_u[∇f(x + u)]``, ``u ~ U([−r, r]²)``, equals the gradient of the box-smoothed ``f``; by the
-    divergence theorem (``f`` is Lipschitz), its first component is
-    ``(1 / (2r)²) ∫_{−r}^{r} [f(a + r, b + t) − f(a − r, b + t)] dt`` and symmetrically for the
-    second. The 1-D integrals use the trapezoidal rule on ``n_quad`` nodes (``f`` is piecewise
-    linear, so the error is O(1/n_quad²)). A reference for the Monte-Carlo
-    ``SmoothGrad(Gradient(ToyModel()), radius, noise="uniform_linf")``; returns ``(N, 2)``.
+    ``E_u[∇f(x + u)]``, ``u ~ U([−r, r]²)``, is the gradient of the box-smoothed ``f``. With
+    ``f = (a + b)/2 + z(a − b)/2``, ``z(s) = dist(s, 2ℤ)`` (even, period 2) and
+    ``Z(s) = ∫₀ˢ z``, the divergence theorem gives the closed form (``d = a − b``)::
+
+        SG_a = ½ + [Z(d + 2r) − 2 Z(d) + Z(d − 2r)] / (8 r²),   SG_b = 1 − SG_a.
+
+    Hence ``SG → (½, ½)`` like ``O(1/r²)``, and ``SG = (½, ½)`` exactly for every whole-number
+    radius (``Z(s + 2) = Z(s) + 1``: the box spans whole zig-zag periods). The reference for
+    the Monte-Carlo ``SmoothGrad(Gradient(ToyModel()), radius, noise="uniform_linf")``; returns
+    ``(N, 2)`` in ``x``'s dtype (computed in float64).
     """
     x = _check_toy_input(x)
-    check_positive(radius, "radius")
-    check_positive(n_quad, "n_quad", integer=True)
-    if n_quad < 2:
-        raise ValueError(f"`n_quad` must be >= 2, got {n_quad}")
-    r = float(radius)
-    t = torch.linspace(-r, r, n_quad, dtype=torch.float64, device=x.device)
+    r = float(check_positive(radius, "radius"))
     xd = x.to(torch.float64)
-    a, b = xd[:, :1], xd[:, 1:]  # (N, 1)
-
-    def f_grid(aa: Tensor, bb: Tensor) -> Tensor:
-        aa, bb = torch.broadcast_tensors(aa, bb)
-        pts = torch.stack([aa.reshape(-1), bb.reshape(-1)], dim=1)
-        return toy_function(pts).view(aa.shape)
-
-    da = f_grid(a + r, b + t) - f_grid(a - r, b + t)  # (N, n_quad)
-    db = f_grid(a + t, b + r) - f_grid(a + t, b - r)
-    ga = torch.trapezoid(da, t, dim=1) / (2 * r) ** 2
-    gb = torch.trapezoid(db, t, dim=1) / (2 * r) ** 2
-    return torch.stack([ga, gb], dim=1).to(dtype=x.dtype)
+    d = xd[:, 0] - xd[:, 1]
+    second = _zigzag_integral(d + 2 * r) - 2 * _zigzag_integral(d) + _zigzag_integral(d - 2 * r)
+    ga = 0.5 + second / (8 * r * r)
+    return torch.stack([ga, 1 - ga], dim=1).to(dtype=x.dtype)
 
 
 class ToyModel(nn.Module):
@@ -136,29 +135,23 @@ class ToyModel(nn.Module):
         return "f(a, b) of Yeh et al. 2019, appendix A.5"
 
 
-def _explainer_base():
-    from .explainers import Explainer
-
-    return Explainer
-
-
-class ExactSmoothGrad(_explainer_base()):
+class ExactSmoothGrad(Explainer):
     """SmoothGrad of the gradient of the toy function without Monte-Carlo noise.
 
-    The limit ``n_samples → ∞`` of ``SmoothGrad(Gradient(ToyModel()), radius,
-    noise="uniform_linf")``, computed by :func:`smoothed_gradient` (a deterministic
-    quadrature); an :class:`~xailib.explainers.Explainer` (``kind="local"``, not stochastic), so
-    ``infidelity``/``sensitivity_max``/``evaluate`` accept it. Only valid for
-    :class:`ToyModel`: it never calls a model. Name ``"Grad-SG exact"``. ``n_quad = 401``
-    nodes give about 5 correct decimals.
+    ``ExactSmoothGrad(model, radius)``: the limit ``n_samples → ∞`` of
+    ``SmoothGrad(Gradient(model), radius, noise="uniform_linf")``, in closed form
+    (:func:`smoothed_gradient`); an :class:`~xailib.explainers.Explainer` (``kind="local"``, not
+    stochastic), so ``infidelity``/``sensitivity_max``/``evaluate`` accept it. ``model`` must be
+    a :class:`ToyModel` (the formula is specific to it). Name ``"Grad-SG exact"``.
     """
 
     stochastic = False
 
-    def __init__(self, radius: float = 0.2, n_quad: int = 401, name=None):
-        super().__init__(ToyModel(), name=name)
+    def __init__(self, model, radius: float = 0.2, name=None):
+        if not isinstance(model, ToyModel):
+            raise TypeError(f"`model` must be a xailib.toy.ToyModel, got {type(model).__name__}")
+        super().__init__(model, name=name)
         self.radius = float(check_positive(radius, "radius"))
-        self.n_quad = check_positive(n_quad, "n_quad", integer=True)
         if name is None:
             self.name = "Grad-SG exact"
 
@@ -166,7 +159,7 @@ class ExactSmoothGrad(_explainer_base()):
         _check_toy_input(x)
 
     def _attribute(self, x: Tensor, target, generator, inst) -> Tensor:
-        return smoothed_gradient(x, self.radius, self.n_quad)
+        return smoothed_gradient(x, self.radius)
 
     def _params(self) -> str:
-        return f"radius={self.radius}, n_quad={self.n_quad}"
+        return f"radius={self.radius}"

@@ -124,8 +124,10 @@ def add_ridge_(M: Tensor, ridge: float) -> Tensor:
 
 
 def cholesky_factor(M: Tensor, what: str = "E[IIᵀ]") -> Tensor:
-    """Cholesky factor of a (batch of) SPD matrices; raises a clear error when not SPD."""
-    L, info = torch.linalg.cholesky_ex(M)
+    """Cholesky factor of a (batch of) SPD matrices, computed **in place** (``M`` is overwritten:
+    no second G×G buffer); raises a clear error when not SPD."""
+    info = torch.empty(0, dtype=torch.int32, device=M.device)
+    L, info = torch.linalg.cholesky_ex(M, out=(M, info))
     if bool((info != 0).any()):
         raise ValueError(
             f"{what} + ridge is not positive definite (the perturbation law does not excite every "

@@ -26,6 +26,9 @@ class Occlusion(Explainer):
 
     Vectorised: the ``N·d`` occluded copies are built and evaluated in chunks of at most
     ``batch_size`` (memory ``O(batch_size·d)``).
+
+    Group (superpixel) occlusion, global form: ``Optimal(model, SingleFeature(baseline, groups=s),
+    n_samples=k·G)`` (stratified draws make it exact: ``E[zzᵀ] = Id/G``).
     """
 
     kind = "local"
