@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -476,10 +476,6 @@ def lipschitz_bound(net: SoftplusNet, bound: str = "derived") -> float:
     spec = [float(torch.linalg.matrix_norm(W, 2)) for W in Ws]
     P = [math.prod(spec[: i + 1]) for i in range(len(spec))]
     return cn / 4.0 * math.prod(spec) * sum(P)
-
-
-def _sigmoid_interval(lo, hi):
-    return torch.sigmoid(lo), torch.sigmoid(hi)
 
 
 def hessian_norm_bound(net: SoftplusNet, x: Optional[Tensor] = None, radius: float = math.inf,

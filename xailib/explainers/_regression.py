@@ -13,7 +13,7 @@ so results do not depend on ``batch_size`` nor on which instances share a batch.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._utils import DEFAULT_BATCH_SIZE, check_positive, chunks, forward_target
+from .._utils import DEFAULT_BATCH_SIZE, check_positive, chunks
 from ._base import (
     BaselineLike,
     Explainer,
