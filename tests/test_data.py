@@ -167,3 +167,22 @@ def test_normalize_wrapper():
     x = torch.ones(1, 3, 2, 2)
     expected = (1 - torch.tensor(data.IMAGENET_MEAN)) / torch.tensor(data.IMAGENET_STD)
     assert torch.allclose(w(x)[0, :, 0, 0], expected)
+
+
+def test_imagenet_folder_root(tmp_path):
+    from PIL import Image
+
+    val = tmp_path / "imagenet" / "val"
+    for i in range(1000):
+        (val / f"n{i:08d}").mkdir(parents=True)
+    for label in (0, 7):
+        Image.new("RGB", (300, 260), (255, 0, 0)).save(val / f"n{label:08d}" / "a.JPEG")
+    d = data.load_imagenet(root=tmp_path, verbose=False)
+    assert d.source == "torchvision" and d.x.shape == (2, 3, 224, 224) and d.y.tolist() == [0, 7]
+    assert float(d.x[:, 0].min()) > 0.95 and float(d.x[:, 1:].max()) < 0.05  # red (JPEG)
+    (val / "n00000007" / "a.JPEG").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="a.JPEG"):
+        data.load_imagenet(root=tmp_path, verbose=False)
+    (val / "n00000999").rmdir()
+    with pytest.raises(FileNotFoundError, match="999 class folders"):
+        data.load_imagenet(root=tmp_path, verbose=False)

@@ -219,3 +219,16 @@ def test_settings_explainers_headline_and_projection():
     proj = paper.project_time({"Grad": 0.01, "IG-SG": 0.1}, 1e-4)
     assert proj.loc["IG-SG", "paper [min]"] == pytest.approx(50 * 51 * 0.1 * (200 / 30) * (50 / 16) / 60)
     assert proj.loc["total", "default [min]"] == pytest.approx(proj["default [min]"].iloc[:-1].sum())
+
+
+def test_own_law_convergence():
+    def frame(vals):
+        return pd.DataFrame([{"explainer": e, "instance": i, "INFD[NB]": v + 0.01 * i}
+                             for e, v in vals.items() for i in range(5)])
+
+    table = frame({"Grad": 1.0, "IG": 0.8, "NB": 2.0})
+    opt = {100: frame({"NB": 1.5}), 1000: frame({"NB": 0.5})}
+    c = paper.own_law_convergence(table, opt, own_law={"NB": "INFD[NB]"}).set_index("n_samples")
+    assert (c["runner-up"] == "IG").all()
+    assert c.loc[100, "verdict"] == "fails" and c.loc[1000, "verdict"] == "holds"
+    assert c.loc[1000, "difference"] == pytest.approx(-0.3)

@@ -227,3 +227,41 @@ def test_shap_optimality_holds_and_fails_without_efficiency():
     assert r.holds
     assert float(r.info["rel_err_kernelshap"].max()) < 0.05
     assert not T.check_shap_optimality(**kw, efficiency=False).holds
+
+
+def test_hessian_norm_bound_survives_a_search_for_the_worst_point():
+    # deep, large-weight networks: power iteration at many points of the ball (on the sphere and
+    # inside) must never exceed the certified bound
+    for seed, (depth, scale) in enumerate([(4, 3.0), (5, 2.0), (2, 4.0)]):
+        net = T.random_softplus_net(6, [12] * depth, scale, seed=seed)
+        x = torch.randn(2, 6, dtype=D, generator=torch.Generator().manual_seed(seed))
+        for r in (0.05, 0.5, 2.0):
+            est = T._hessian_sup_estimate(net, x, r, n_points=64, iters=40, seed=seed)
+            assert (est <= T.hessian_norm_bound(net, x, r) * (1 + 1e-9)).all()
+
+
+def test_plot_check_and_summary_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = T.check_hessian_bounds(**SMALL, n_perturbations=16, restarts=1, steps=3)
+    fig = T.plot_check(r, hue="part")
+    assert len(fig.axes) == 2
+    plt.close(fig)
+    s = T.summarize([r, T.check_gradient_optimality(**SMALL)])
+    assert list(s.columns) == ["check", "statement", "instances", "violations", "holds", "tightness min",
+                               "tightness median", "tightness max"]
+    assert s.instances.tolist() == [18, 45]
+
+
+def test_checks_validate_arguments():
+    with pytest.raises(ValueError):
+        T.check_lipschitz_bound(**SMALL, bound="frobenius")
+    with pytest.raises(ValueError):
+        T.check_lipschitz_bound(**SMALL, radius=-1.0)
+    with pytest.raises(ValueError):
+        T.check_adversarial_risk_bound(**SMALL, norm="l1")
+    with pytest.raises(ValueError):
+        T.check_lipschitz_bound(T.random_softplus_net(6, [4]), None)

@@ -13,10 +13,13 @@
   matches, else a cached checkpoint (``~/.cache/xailib/models``, or ``$XAILIB_CACHE``),
   else the model is trained and cached. ``python scripts/train_mnist.py [--robust]``
   regenerates the committed weights and their JSON sidecars.
+
+Committed weights (held-out 1,000 offline test digits; PGD-40, ε = 0.3, step 0.01, random
+start): ``mnist_cnn`` 98.3% clean / 0.0% PGD; ``mnist_cnn_robust`` 97.1% clean / 83.9% PGD.
+The sidecars ``xailib/weights/<name>.json`` hold the exact numbers and settings.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -226,6 +229,8 @@ def train(
 ) -> Dict[str, list]:
     """Train ``model`` in place on ``(x, y)`` with Adam and cross-entropy; returns the history.
 
+    The model is left in eval mode. Training runs on ``x``'s device.
+
     Minibatches are drawn from a generator seeded with ``seed`` (reproducible). The learning
     rate follows ``lr_schedule`` (``"cosine"`` to 0 over all steps, or ``"constant"``).
     ``adversarial=dict(eps, step, steps, random_start=True, warmup_epochs=0, norm="linf")``
@@ -318,7 +323,8 @@ def model_config(name: str = "mnist_cnn", **overrides) -> Dict[str, Any]:
 
     Defaults depend on the profile (``xailib.pick``): the robust net trains 45 epochs with
     PGD of 10 steps of 0.05 (ε = 0.3 reached after a 10-epoch linear warm-up) by default,
-    60 epochs with the paper's 40 steps of 0.01 under ``XAILIB_PROFILE=paper``. ``overrides`` replace top-level fields (``epochs=...``,
+    60 epochs with the paper's 40 steps of 0.01 under ``XAILIB_PROFILE=paper``; no shift
+    augmentation (the regular net uses random ±2-pixel shifts). ``overrides`` replace top-level fields (``epochs=...``,
     ``seed=...``, ``adversarial=dict(...)``, ``data=dict(...)``).
     """
     if name not in MODEL_NAMES:
@@ -341,6 +347,7 @@ def model_config(name: str = "mnist_cnn", **overrides) -> Dict[str, Any]:
     }
     if name == "mnist_cnn_robust":
         cfg["epochs"] = pick(default=45, paper=60)
+        cfg["augment_shift"] = 0
         cfg["adversarial"] = pick(
             default={"eps": 0.3, "step": 0.05, "steps": 10, "random_start": True, "warmup_epochs": 10, "norm": "linf"},
             paper={"eps": 0.3, "step": 0.01, "steps": 40, "random_start": True, "warmup_epochs": 5, "norm": "linf"},

@@ -550,3 +550,36 @@ def headline(table: pd.DataFrame, kinds: Mapping[str, str], local_law: str = "NB
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "explainer"
     return out
+
+
+def own_law_convergence(table: pd.DataFrame, optimal_tables: Mapping[int, pd.DataFrame],
+                        own_law: Optional[Mapping[str, str]] = None, z: float = 2.0) -> pd.DataFrame:
+    """The own-law claim as the optimal explanations' sample count grows.
+
+    ``table``: the full :func:`~xailib.metrics.evaluate` table (all explainers);
+    ``optimal_tables[n]``: an ``evaluate`` table of the optimal explainers estimated with ``n``
+    samples, on the **same** instances and perturbation draws (same ``generator``), so that
+    per-instance values pair with ``table``'s. For each ``n`` and each optimal explainer, its INFD
+    under its own law is compared with the best *other* explainer of ``table`` (paired over
+    instances). Returns one row per (n, explainer): ``INFD``, ``runner-up``, its ``INFD``,
+    ``difference`` (optimal − runner-up), ``se``, ``verdict`` (as :func:`check_claims`).
+    """
+    own_law = {"NB": "INFD[NB]", "Square": "INFD[Square]"} if own_law is None else own_law
+    base = _Values(table, "table")
+    rows = []
+    for n, opt in optimal_tables.items():
+        ov = _Values(opt, f"optimal_tables[{n}]")
+        for method, metric in own_law.items():
+            if not ov.has(metric, method):
+                continue
+            others = [m for m in base.methods(metric) if m not in own_law]
+            if not others:
+                continue
+            means = {m: base.mean_se(metric, m)[0] for m in others}
+            runner = min(means, key=means.get)
+            d, se, k = paired_difference(ov, method, base, runner, metric)
+            rows.append({"n_samples": n, "explainer": method, "metric": metric,
+                         "INFD": ov.mean_se(metric, method)[0], "runner-up": runner,
+                         "runner-up INFD": means[runner], "difference": d, "se": se,
+                         "verdict": _verdict(d, se, z)})
+    return pd.DataFrame(rows)
