@@ -346,6 +346,7 @@ def model_gradient(model, x: Tensor, create_graph: bool = False) -> Tensor:
     return g
 
 
+@_single_threaded
 def hessian_vector_product(model, x: Tensor, v: Tensor) -> Tensor:
     """``∇²f(x) v`` for every row (double backward)."""
     with torch.enable_grad():
@@ -355,6 +356,7 @@ def hessian_vector_product(model, x: Tensor, v: Tensor) -> Tensor:
     return hv
 
 
+@_single_threaded
 def hessian_spectral_norm(model, x: Tensor, iters: int = 30, seed=0) -> Tensor:
     """Power iteration on Hessian-vector products: ``‖∇²f(x) v‖`` with ``v`` the final unit
     iterate, per row. **Errs low**: ``‖Hv‖ ≤ ‖H‖₂`` for any unit ``v`` (a lower estimate of the
@@ -435,6 +437,7 @@ def _ascend(objective: Callable, x: Tensor, radius: float, restarts: int, steps:
     return best.max(0).values, best_u.view(K, N, d)[k, torch.arange(N)]
 
 
+@_single_threaded
 def max_gradient_change(model, x: Tensor, radius: float, restarts: int = 4, steps: int = 30, seed=0,
                         norm: str = "l2", extra: Optional[Tensor] = None):
     """Raw ``SENS_max(∇f, x, r) = max_{‖y−x‖≤r} ‖∇f(y) − ∇f(x)‖₂`` by random restarts on the
@@ -478,6 +481,7 @@ def lipschitz_bound(net: SoftplusNet, bound: str = "derived") -> float:
     return cn / 4.0 * math.prod(spec) * sum(P)
 
 
+@_single_threaded
 def hessian_norm_bound(net: SoftplusNet, x: Optional[Tensor] = None, radius: float = math.inf,
                        norm: str = "l2") -> Tensor:
     """Certified upper bound on ``sup_{‖δ‖≤r} ‖∇²f(x + δ)‖₂`` for a :class:`SoftplusNet` (per row).
@@ -564,6 +568,7 @@ def hessian_norm_bound(net: SoftplusNet, x: Optional[Tensor] = None, radius: flo
     return total
 
 
+@_single_threaded
 def _hessian_sup_estimate(model, x: Tensor, radius: float, n_points: int = 16, iters: int = 20, seed=0,
                           norm: str = "l2") -> Tensor:
     """``max`` of the power-iteration Hessian norm over ``x`` and ``n_points`` random points of the
@@ -719,6 +724,7 @@ def _logistic(fv: Tensor, y: Tensor) -> Tensor:
     return F.softplus(-(2 * y - 1) * fv)
 
 
+@_single_threaded
 def pgd_logistic(model, x: Tensor, y: Tensor, eps: float, norm: str = "l2", restarts: int = 4, steps: int = 30,
                  seed=0):
     """``sup_{‖δ‖≤ε} ℓ(f(x+δ), y)`` by PGD with random restarts (Madry et al.): **errs low**.
@@ -1199,6 +1205,7 @@ def _to_local_safe(A, x, baseline):
     return to_local(A, x, baseline).to(DTYPE)
 
 
+@_single_threaded
 def exact_shapley(model, x: Tensor, baseline: float = 0.0) -> Tensor:
     """Exact Shapley values of ``v(S) = f(x_S, baseline_{−S}) − f(baseline)`` by enumerating the
     ``2^d`` coalitions (``d ≤ 16``), per row; shape ``(N, d)`` (the global form ``(x−b) ⊙ Φ``)."""
