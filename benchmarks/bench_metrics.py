@@ -79,16 +79,6 @@ def make_inputs(n):
     return x
 
 
-def tmin(fn, repeats):
-    best = math.inf
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def interleaved(fns: dict, repeats: int) -> dict:
     """Minimum wall and CPU time of each function, ``{name: (wall, cpu)}``.
 

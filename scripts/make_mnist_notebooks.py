@@ -55,10 +55,49 @@ PROSE_ONLY = "--prose-only" in sys.argv
 
 #: prose commenting measured numbers, filled in after reading the executed outputs
 DISCUSSION = {
-    "@@CLAIMS_DISCUSSION@@": "",
-    "@@FIG6_DISCUSSION@@": "",
+    "@@CLAIMS_DISCUSSION@@": r"""
+What the measurements say, with the default profile (20 digits):
+
+* **SmoothGrad lowers both metrics: holds, with one exception.** Sensitivity falls for all
+  three pairs (by 0.11 to 0.27, at least 13 standard errors), and so does the noisy-baseline
+  infidelity (Grad and IG clearly; GBP by 0.001, significant but negligible). Under square
+  removal Grad-SG and IG-SG are more faithful than Grad and IG, while GBP-SG against GBP
+  (+0.006 ± 0.014) is no result either way.
+* **The optimal explanations have the lowest infidelity under their own law: fails at 1,000
+  samples, holds with more.** NB (0.43) is worse than GBP-SG (0.14) under the noisy baseline,
+  and Square (1.72) worse than IG-SG (1.12) under square removal. The traps below show why:
+  an optimal explanation is only as good as its Monte-Carlo fit. With 2,000 samples Square is
+  already the lowest and NB ties with GBP-SG; with 4,000 both are the lowest, beyond two
+  standard errors. The default count is too small for this claim; the paper's 20,000 are not.
+* **Orderings, not magnitudes.** The paper prints sensitivities 2 to 17 times ours, and
+  infidelities 5 to 17 times ours for the gradient-type explanations but a quarter of ours for
+  SHAP and Square (it uses its own CNN and does not spell out its normalisation), so only
+  orderings can be compared. Two of them differ beyond the claims:
+  GBP is here half as sensitive and three times more faithful (noisy baseline) than Grad,
+  where the paper prints nearly equal values; and SHAP has the worst square-removal
+  infidelity (4.3), where the paper ranks it second (1.20): KernelSHAP from 1,000 samples for
+  784 pixels is mostly noise (Figure 8).
+* The Monte-Carlo error of each mean infidelity (`INFD mc se`, 0.002 to 0.13) is four to seven
+  times smaller than its standard error over digits, so the orderings are not Monte-Carlo artefacts.
+  The noise floors are another matter: for SHAP, NB and Square (1.2 to 1.4) they are ten times
+  the sensitivity measured with common random numbers. Drawn independently at $x$ and at $y$,
+  three of the four least sensitive explanations of the table would look like the most
+  sensitive ones.
+""",
+    "@@FIG6_DISCUSSION@@": r"""
+The paper's description holds. SENS falls steadily with the radius (0.51 for Grad, 0.32 at
+radius 0.1, 0.09 at 2.0). Infidelity falls, reaches a minimum and rises: under square removal
+the minimum is at radius 1.0 (0.90, against 1.63 for Grad) and the rise to 2.0 (1.44) is
+beyond two standard errors; under the noisy baseline the minimum is at 1.5 and the rise to
+2.0 (0.021 ± 0.013) is within the noise. The paper's radius 0.2 is far from the most faithful
+amount of smoothing for this network: at radius 1.0 Grad-SG is more faithful under both laws
+(0.22 and 0.90, against 0.36 and 1.42 at 0.2) and half as sensitive (0.11 against 0.24).
+Such a kernel moves each pixel anywhere within ±1, well outside the image range, so the
+smoothed gradient describes the network on a neighbourhood much larger than the data.
+""",
     "@@RELATIVE_DISCUSSION@@": "",
     "@@FIG8_DISCUSSION@@": "",
+    "@@ROBUST_CLAIMS_DISCUSSION@@": "",
 }
 
 SETUP = r"""
@@ -357,9 +396,15 @@ pairs
 
 Four digits drawn at random from the evaluated ones, with every explanation normalised to
 zero mean and unit variance before display (as in the paper). Local explanations show
-$\Phi$; SHAP and Square are global and show $A = x \odot \Phi$, which is zero wherever they
-assign nothing (and Square cannot see the black background: removing a black pixel changes
-nothing).
+$\Phi$; SHAP and Square are global and show $A = x \odot \Phi$.
+
+The gradient-type maps of the regular network (Grad, IG and their SmoothGrad versions) are
+spread over the whole image, background included, and SmoothGrad at radius 0.2 barely
+changes their look; GBP and occlusion follow the strokes. SHAP, NB and Square are fits with
+784 unknowns from the default profile's 1,000 draws, and their maps are mostly estimation noise, which is
+what their infidelity said above (Square's background pixels, which removing cannot change,
+should be zero and are not). The paper's Figure 8 finds NB less noisy than the gradients; at
+the default sample counts we cannot reproduce that.
 """)
     b.code(r"""
 pick = torch.randperm(N, generator=torch.Generator().manual_seed(0))[:4].sort().values
@@ -529,6 +574,32 @@ printed = paper.check_claims(paper.table4("regular"), paper.table4("robust"), se
 paper.summarize_claims(printed)
 """)
     b.md(r"""
+@@ROBUST_CLAIMS_DISCUSSION@@
+""")
+    b.md(r"""
+## Relative or raw sensitivity?
+
+The tables use the paper's normalisation: SENS is relative to $\lVert\Phi(x)\rVert$. Theorem A.1
+is about the raw gradient (its norm and its Hessian). The raw $\mathrm{SENS}_\max$ (unnormalised,
+same neighbours) and the mean norm $\lVert\Phi(x)\rVert$ of the gradient-type explanations tell
+the two apart:
+""")
+    b.code(r"""
+GRADS = ["Grad", "Grad-SG", "GBP", "GBP-SG"]
+RAW, rows = {}, {}
+for net, m in NETS.items():
+    ex = paper.explainers(m, S, names=GRADS)
+    RAW[net] = evaluate(m, ex, x, t, perturbations={}, **dict(EVAL, normalize=False))
+    norm = {n: e(x, t).flatten(1).norm(dim=1).mean().item() for n, e in ex.items()}
+    rows[net] = pd.DataFrame({"raw SENS_max": RAW[net]["SENS_max"], "se": RAW[net]["SENS_max se"],
+                              "mean ‖Φ(x)‖": pd.Series(norm)})
+raw_claims = paper.check_claims(RAW["regular"], RAW["robust"], infd=[], own_law={})
+raw_claims = raw_claims[raw_claims["claim"] == "robust network lowers the metric"].set_index("than")
+out = pd.concat(rows, axis=1)
+out[("robust vs regular", "raw SENS")] = raw_claims["verdict"].rename(lambda s: s.replace(" (regular)", ""))
+out.round(3)
+""")
+    b.md(r"""
 ## Is a lower infidelity only a smaller logit?
 
 Infidelity is a squared error in logit units, and adversarial training shrinks the logits
@@ -554,6 +625,10 @@ rel_claims = paper.check_claims(REL["regular"], REL["robust"], infd=rel_cols,
                                 own_law={"NB": "rINFD[NB]", "Square": "rINFD[Square]"})
 rel_claims = rel_claims[rel_claims["metric"] != "SENS_max"]
 paper.summarize_claims(rel_claims)
+""")
+    b.code(r"""
+rel_rob = rel_claims[rel_claims["claim"] == "robust network lowers the metric"]
+rel_rob.pivot(index="lower", columns="metric", values="verdict").reindex([f"{m} (robust)" for m in paper.METHODS])
 """)
     b.md(r"""
 @@RELATIVE_DISCUSSION@@

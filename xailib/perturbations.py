@@ -30,7 +30,7 @@ Square on MNIST), and NOTES "Perturbations and the explanations that are optimal
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
