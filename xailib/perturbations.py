@@ -588,7 +588,12 @@ class ShapleyKernel(BinaryPerturbation):
     ``π_k = (G − 1) / (C(G, k) k (G − k))`` is the Shapley kernel weight of one subset of size
     ``k``, so ``P(|z| = k) ∝ (G − 1) / (k (G − k))`` for ``k = 1 … G − 1`` (the empty and the full
     coalitions have infinite weight and are excluded; KernelSHAP enforces them as constraints).
-    Needs ``G >= 2``. With this law ``(x − b) ⊙ Φ*`` is the Shapley value (global form).
+    Needs ``G >= 2``. Prop. 2.4: the Shapley value is the minimiser of the infidelity under this
+    law *subject to efficiency* ``Σ A = f(x) − f(b)`` (the infinite weights of the empty and full
+    coalitions). The unconstrained ``Optimal(model, ShapleyKernel())`` is therefore *not* the
+    Shapley value (a bias of a few percent that does not shrink with more samples); use
+    :class:`xailib.explainers.KernelSHAP`, which enforces the constraint. See
+    ``notebooks/theory.ipynb`` (Prop. 2.4) and ``theory.check_shap_optimality``.
     """
 
     def __init__(self, baseline: float = 0.0, groups: GroupsLike = None):
