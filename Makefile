@@ -45,7 +45,7 @@ check-book: venv
 
 ## make notebooks / make nb NB=notebooks/x.ipynb: re-execute and save outputs (Restart & Run All)
 notebooks: venv
-	$(BIN)/jupyter execute --inplace --timeout=1800 notebooks/*.ipynb
+	for nb in notebooks/*.ipynb; do $(BIN)/jupyter execute --inplace --timeout=1800 $$nb || exit 1; done
 
 nb: venv
 	$(BIN)/jupyter execute --inplace --timeout=1800 $(NB)

@@ -171,7 +171,7 @@ def test_details_and_beta_guard(lin):
     assert isinstance(det, M.InfidelityDetails)
     assert (det.infidelity <= det.raw + 1e-12).all() and (det.se > 0).all()
     # β* = E[(IᵀΦ)Δf] / E[(IᵀΦ)²] from the same draws
-    I = NoisyBaseline().sample(x, 200, generator=0)
+    I = NoisyBaseline().sample(x, 200, generator=make_generator(0, stream="infidelity"))
     a = (I * phi.unsqueeze(1)).flatten(2).sum(-1)
     b = model(x).view(-1, 1) - model((x.unsqueeze(1) - I).reshape(-1, *F)).view(4, 200)
     torch.testing.assert_close(det.beta, (a * b).mean(1) / (a * a).mean(1))
@@ -190,7 +190,7 @@ def test_binary_law_matches_brute_force_with_explicit_I(law):
     x[:, :, :2] = 0.0  # zero pixels, baseline 0: dividing by x would break here
     phi = torch.randn(x.shape, generator=g, dtype=D64)
     n = 150
-    z = law.draw(F, n, 0, dtype=D64)
+    z = law.draw(F, n, make_generator(0, stream="infidelity"), dtype=D64)
     m = law.expand(z, F)  # (n, *F) 0/1 feature masks
     I = (x - law.baseline).unsqueeze(1) * m.unsqueeze(0)
     dots = (I * phi.unsqueeze(1)).flatten(2).sum(-1)
@@ -284,7 +284,7 @@ def test_cross_check_with_captum_on_identical_draws():
     phi = torch.randn(x.shape, generator=g, dtype=D64)
     n = 64
     for law in (NoisyBaseline(), SquareRemoval((1, 3))):
-        draws = law.draw(F, n, 0, dtype=D64)
+        draws = law.draw(F, n, make_generator(0, stream="infidelity"), dtype=D64)
         I = law.apply(x, draws)  # (N, n, *F), explicit
 
         def perturb(inputs, I=I):
@@ -316,8 +316,8 @@ def test_sensitivity_linear_map_closed_form():
         # Φ(y) − Φ(x) = c u: the same for every instance; c·‖u‖ with u uniform in the L∞ ball
         assert torch.allclose(raw, raw[0].expand(3))
         assert c * 0.1 * math.sqrt(d / 3) * 0.8 <= raw[0] <= c * 0.1 * math.sqrt(d)
-        # the draws: u = (2 U − 1) r from a fresh generator with the seed (documented convention)
-        u = (2 * torch.rand((50, *F), generator=make_generator(7), dtype=D64) - 1) * 0.1
+        # the draws: u = (2 U − 1) r from a fresh generator with the seed and the "sensitivity" stream
+        u = (2 * torch.rand((50, *F), generator=make_generator(7, stream="sensitivity"), dtype=D64) - 1) * 0.1
         torch.testing.assert_close(raw[0], c * u.flatten(1).norm(dim=1).max())
         rel = M.sensitivity_max(lm, x, radius=0.1, n_samples=50, normalize=True, generator=7)
         torch.testing.assert_close(rel, raw / (c * x.flatten(1).norm(dim=1)))
@@ -475,3 +475,21 @@ def test_cuda_device_and_dtype_preserved(dtype):
     assert r.device.type == "cuda" and r.dtype == dtype and torch.isfinite(r).all()
     df = M.evaluate(model, {"Grad": grad}, x, t, n_infd=16, n_sens=4)
     assert df.notna().all().all()
+
+
+def test_metric_and_explainer_with_equal_seeds_draw_independently():
+    """The in-sample trap: Optimal(seed=0) scored by infidelity(generator=0) must not be scored
+    on its own fitting draws. Replaying the fit's stream gives the (smaller) in-sample residual."""
+    from xailib.explainers import Optimal
+
+    model = SmallNet()
+    x = torch.rand(2, *F, generator=torch.Generator().manual_seed(3), dtype=D64)
+    law = NoisyBaseline()
+    opt = Optimal(model, law, n_samples=64, seed=0)
+    fit = law.draw(F, 64, make_generator(0, stream="Optimal"), dtype=D64)
+    metric = law.draw(F, 64, make_generator(0, stream="infidelity"), dtype=D64)
+    assert not torch.allclose(fit, metric)
+    out_of_sample = M.infidelity(model, opt, x, perturbation=law, n_samples=64, generator=0)
+    in_sample = M.infidelity(model, opt, x, perturbation=law, n_samples=64,
+                             generator=make_generator(0, stream="Optimal"))
+    assert (in_sample < out_of_sample).all()

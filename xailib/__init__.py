@@ -12,6 +12,7 @@ A reproduction of Yeh et al., *On the (In)fidelity and Sensitivity of Explanatio
 """
 from importlib import import_module
 
+from ._utils import make_generator
 from .config import device, pick, profile, setup
 
 __version__ = "0.1.0"
@@ -27,4 +28,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'xailib' has no attribute {name!r}")
 
 
-__all__ = ["setup", "profile", "pick", "device", "evaluate", *_SUBMODULES]
+__all__ = ["setup", "profile", "pick", "device", "make_generator", "evaluate", *_SUBMODULES]

@@ -6,6 +6,7 @@ error from deep inside torch.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from typing import Callable, Iterator, Optional, Union
@@ -65,12 +66,17 @@ def check_same_shape(explanation: Tensor, x: Tensor, name: str = "explanation") 
     return explanation.to(device=x.device, dtype=x.dtype)
 
 
-def make_generator(seed: SeedLike, device: torch.device | str = "cpu") -> torch.Generator:
+def make_generator(seed: SeedLike, device: torch.device | str = "cpu", stream: Optional[str] = None) -> torch.Generator:
     """A ``torch.Generator`` on ``device``: ``seed`` may be None (seed 0), an int or a generator.
 
     A generator passed in is returned as is (its draws advance); an int or None gives a fresh
     generator, so a call with the same seed draws the same numbers every time (common random
     numbers).
+
+    ``stream`` names what the draws are for (``"infidelity"``, ``"sensitivity"``, an explainer's
+    class name, ...): the same int seed then gives independent streams for different purposes,
+    so an explainer fitted with seed 0 is never scored on its own draws by a metric with seed 0
+    (an in-sample trap), and SmoothGrad's noise never coincides with the sensitivity neighbours.
     """
     if isinstance(seed, torch.Generator):
         return seed
@@ -78,6 +84,9 @@ def make_generator(seed: SeedLike, device: torch.device | str = "cpu") -> torch.
         seed = 0
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"`generator` must be None, an int seed or a torch.Generator, got {seed!r}")
+    if stream:
+        digest = hashlib.sha256(f"{seed}/{stream}".encode()).hexdigest()
+        seed = int(digest[:15], 16)
     device = torch.device(device)
     g = torch.Generator(device=device if device.type != "mps" else "cpu")
     g.manual_seed(seed)

@@ -93,8 +93,8 @@ def _n_draws(law: Perturbation, n_samples: int) -> int:
     return n_samples if law.n_fixed is None else min(n_samples, law.n_fixed)
 
 
-def _gen(generator: SeedLike, device) -> torch.Generator:
-    return U.make_generator(generator, device)
+def _gen(generator: SeedLike, device, stream: str) -> torch.Generator:
+    return U.make_generator(generator, device, stream)
 
 
 def _check_target_with_model(model, x: Tensor, t: Optional[Tensor]) -> None:
@@ -246,7 +246,7 @@ def infidelity(
     phi, kind = _resolve_explanation(explanation, x, t, kind, model)
     term = _term(law, x, phi, kind)
     n = _n_draws(law, n_samples)
-    draws = law.draw(tuple(x.shape[1:]), n, _gen(generator, x.device), x.device, x.dtype)
+    draws = law.draw(tuple(x.shape[1:]), n, _gen(generator, x.device, "infidelity"), x.device, x.dtype)
     a = _project(law, x, draws, term)
     b = _function_differences(model, x, t, law, draws, batch_size, fx, desc="infidelity")
     det = _infd_stats(a, b, scaling)
@@ -258,7 +258,7 @@ def infidelity(
 
 
 def _uniform_ball(feature_shape, n, radius, generator, device, dtype) -> Tensor:
-    g = _gen(generator, device)
+    g = _gen(generator, device, "sensitivity")
     u = U.rand_like_draw((n, *feature_shape), g, device, dtype, kind="rand")
     return (2 * u - 1) * radius
 
@@ -361,7 +361,7 @@ def sensitivity_noise_floor(
     if not getattr(explainer, "stochastic", True):
         return torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
     phi_a = _explain(explainer, x, t)
-    g = _gen(generator, "cpu")
+    g = _gen(generator, "cpu", "noise_floor")
     seeds = torch.randint(1, 2**62, (n_repeats,), generator=g).tolist()
     nrm = _normalizer(phi_a) if normalize else torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
     vals = torch.stack(
@@ -498,7 +498,7 @@ def robust_infidelity(
     kind = explainer.kind
     if kind == "global" and not law.binary:
         raise _global_continuous_error(law)
-    g = _gen(generator, x.device)
+    g = _gen(generator, x.device, "infidelity")
     n = _n_draws(law, n_samples)
     draws = law.draw(F, n, g, x.device, x.dtype)
     starts = _uniform_ball(F, n_restarts, radius, g, x.device, x.dtype) if n_restarts else x.new_zeros((0, *F))
@@ -620,8 +620,8 @@ def evaluate(
     batch_size = _check_batch_size(batch_size)
     fx = U.forward_batched(model, x, t, batch_size).to(x.dtype)  # validates target
 
-    def sub_gen():
-        return generator if isinstance(generator, torch.Generator) else _gen(generator, x.device)
+    def sub_gen(stream):
+        return generator if isinstance(generator, torch.Generator) else _gen(generator, x.device, stream)
 
     names = list(explainers)
     phis = {}
@@ -639,7 +639,7 @@ def evaluate(
         return mean, se
 
     if n_sens > 0:
-        noise = _uniform_ball(F, n_sens, radius, sub_gen(), x.device, x.dtype)
+        noise = _uniform_ball(F, n_sens, radius, sub_gen("sensitivity"), x.device, x.dtype)
         for name in U.progress(names, desc="sensitivity"):
             D = _sensitivities(explainers[name], x, t, phis[name], noise, batch_size)
             if normalize:
@@ -649,7 +649,7 @@ def evaluate(
     for lname, law in perturbations.items():
         col = f"INFD[{lname}]"
         n = _n_draws(law, n_infd)
-        draws = law.draw(F, n, sub_gen(), x.device, x.dtype)
+        draws = law.draw(F, n, sub_gen("infidelity"), x.device, x.dtype)
         b = _function_differences(model, x, t, law, draws, batch_size, fx, desc=f"INFD[{lname}]")
         for name in names:
             kind = explainers[name].kind

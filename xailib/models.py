@@ -472,7 +472,7 @@ def get_model(
         if sidecar is not None and sidecar.get("key") == key and (WEIGHTS_DIR / f"{name}.pt").is_file():
             _load_state(model, WEIGHTS_DIR / f"{name}.pt")
             info.update(source="committed", path=str(WEIGHTS_DIR / f"{name}.pt"), sidecar=sidecar)
-            where = f"committed weights {WEIGHTS_DIR / (name + '.pt')}"
+            where = f"committed weights xailib/weights/{name}.pt"
         else:
             cached = checkpoint_dir() / f"{name}-{key}.pt"
             if cached.is_file():

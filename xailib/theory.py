@@ -913,7 +913,7 @@ def _smoothgrad(net, radius, n_samples, noise, seed):
 
 
 def _sg_noise(sg, d) -> Tensor:
-    return sg.draw_noise((d,), make_generator(sg.seed), torch.device("cpu"), DTYPE)
+    return sg.draw_noise((d,), sg._make_generator(None, torch.device("cpu")), torch.device("cpu"), DTYPE)
 
 
 @_single_threaded

@@ -216,7 +216,7 @@ class Explainer:
             if generator is not None:
                 make_generator(generator, device)  # type check only
             return None
-        return make_generator(self.seed if generator is None else generator, device)
+        return make_generator(self.seed if generator is None else generator, device, type(self).__name__)
 
     def _check(self, x: Tensor, target: Optional[Tensor]) -> None:
         if self.needs_gradients:
