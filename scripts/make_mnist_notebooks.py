@@ -59,13 +59,13 @@ DISCUSSION = {
 What the measurements say, with the default profile (20 digits):
 
 * **SmoothGrad lowers both metrics: holds, with one exception.** Sensitivity falls for all
-  three pairs (by 0.11 to 0.27, at least 13 standard errors), and so does the noisy-baseline
+  three pairs (by 0.11 to 0.26, at least 14 standard errors), and so does the noisy-baseline
   infidelity (Grad and IG clearly; GBP by 0.001, significant but negligible). Under square
   removal Grad-SG and IG-SG are more faithful than Grad and IG, while GBP-SG against GBP
-  (+0.006 ± 0.014) is no result either way.
+  (+0.002 ± 0.015) is no result either way.
 * **The optimal explanations have the lowest infidelity under their own law: fails at 1,000
   samples, holds with more.** NB (0.43) is worse than GBP-SG (0.14) under the noisy baseline,
-  and Square (1.72) worse than IG-SG (1.12) under square removal. The traps below show why:
+  and Square (1.60) worse than IG-SG (1.16) under square removal. The traps below show why:
   an optimal explanation is only as good as its Monte-Carlo fit. With 2,000 samples Square is
   already the lowest and NB ties with GBP-SG; with 4,000 both are the lowest, beyond two
   standard errors. The default count is too small for this claim; the paper's 20,000 are not.
@@ -75,32 +75,33 @@ What the measurements say, with the default profile (20 digits):
   orderings can be compared. Two of them differ beyond the claims:
   GBP is here half as sensitive and three times more faithful (noisy baseline) than Grad,
   where the paper prints nearly equal values; and SHAP has the worst square-removal
-  infidelity (4.3), where the paper ranks it second (1.20): KernelSHAP from 1,000 samples for
+  infidelity (4.4), where the paper ranks it second (1.20): KernelSHAP from 1,000 samples for
   784 pixels is mostly noise (Figure 8).
-* The Monte-Carlo error of each mean infidelity (`INFD mc se`, 0.002 to 0.13) is four to seven
+* The Monte-Carlo error of each mean infidelity (`INFD mc se`, 0.002 to 0.14) is five to seven
   times smaller than its standard error over digits, so the orderings are not Monte-Carlo artefacts.
-  The noise floors are another matter: for SHAP, NB and Square (1.2 to 1.4) they are ten times
+  The noise floors are another matter: for SHAP, NB and Square (1.1 to 1.4) they are eight to twelve times
   the sensitivity measured with common random numbers. Drawn independently at $x$ and at $y$,
   three of the four least sensitive explanations of the table would look like the most
   sensitive ones.
 """,
     "@@FIG6_DISCUSSION@@": r"""
-The paper's description holds. SENS falls steadily with the radius (0.51 for Grad, 0.32 at
+The paper's description holds. SENS falls steadily with the radius (0.50 for Grad, 0.30 at
 radius 0.1, 0.09 at 2.0). Infidelity falls, reaches a minimum and rises: under square removal
-the minimum is at radius 1.0 (0.90, against 1.63 for Grad) and the rise to 2.0 (1.44) is
+the minimum is at radius 1.0 (0.89, against 1.67 for Grad) and the rise to 2.0 (1.40) is
 beyond two standard errors; under the noisy baseline the minimum is at 1.5 and the rise to
-2.0 (0.021 ± 0.013) is within the noise. The paper's radius 0.2 is far from the most faithful
+2.0 (0.022 ± 0.012) is within the noise. The paper's radius 0.2 is far from the most faithful
 amount of smoothing for this network: at radius 1.0 Grad-SG is more faithful under both laws
-(0.22 and 0.90, against 0.36 and 1.42 at 0.2) and half as sensitive (0.11 against 0.24).
+(0.23 and 0.89, against 0.37 and 1.46 at 0.2) and half as sensitive (0.11 against 0.23).
 Such a kernel moves each pixel anywhere within ±1, well outside the image range, so the
 smoothed gradient describes the network on a neighbourhood much larger than the data.
 """,
     "@@RELATIVE_DISCUSSION@@": r"""
 Adversarial training halves the energy of the response to the noisy baseline (157 → 73) and
-divides the response to square removal by four (9.0 → 2.3). Divided by that energy, no
+divides the response to square removal by four (8.1 → 1.9). Divided by that energy, no
 explanation is significantly more faithful on the robust network: under square removal the
-relative infidelity rises beyond two standard errors for Grad, Grad-SG, GBP, GBP-SG, Square and
-Occlusion (Grad 0.19 → 0.31), and the other four comparisons are inconclusive; under the noisy
+relative infidelity rises beyond two standard errors for Grad, Grad-SG, GBP, GBP-SG, SHAP, Square
+and Occlusion (Grad 0.21 → 0.32), and the other three comparisons (IG, IG-SG, NB) are
+inconclusive; under the noisy
 baseline every comparison but Occlusion's (worse) is inconclusive. That normalisation says
 little for the noisy baseline, though: removing the digit changes the logit by about the same
 large amount at every draw, so $\mathbb{E}[\Delta f^2]$ is mostly a squared mean, and every
@@ -120,16 +121,17 @@ estimation noise at the default sample counts.
 The paper's printed Table 4 passes its own claims; our measurements split them.
 
 * **Infidelity under square removal: lower on the robust network for 9 of 10 explainers**
-  (Grad 1.63 → 0.58, IG-SG 1.12 → 0.34, SHAP 4.26 → 1.34, Square 1.72 → 0.63); only Occlusion
-  gets worse (1.32 → 1.91).
+  (Grad 1.67 → 0.52, IG-SG 1.16 → 0.31, SHAP 4.41 → 1.44, Square 1.60 → 0.59); only Occlusion
+  is not: it rises (1.23 → 1.65), but by less than two standard errors (inconclusive).
 * **Infidelity under the noisy baseline: lower for Grad, IG and their SmoothGrad versions**
-  (Grad 0.44 → 0.36, IG 0.37 → 0.25), **higher** for GBP, GBP-SG, NB (0.43 → 0.70) and
-  Occlusion (0.26 → 6.5, with a large spread over digits).
+  (Grad 0.44 → 0.34, IG 0.37 → 0.23), **higher** for GBP, GBP-SG, NB (0.43 → 0.60) and
+  Occlusion (0.27 → 6.3, with a large spread over digits).
 * **Relative sensitivity: lower for SHAP, NB, Square and Occlusion, higher for all six
-  gradient-type explanations** (Grad 0.51 → 0.91, GBP 0.22 → 0.93), where the paper prints a
+  gradient-type explanations** (Grad 0.50 → 0.95, GBP 0.22 → 0.91), where the paper prints a
   tenfold decrease for each of them.
 * Within each network the other claims behave as in the previous chapter: SmoothGrad lowers
-  both metrics on the robust network in all nine comparisons, and the optimal explanations
+  both metrics on the robust network in eight of nine comparisons (the ninth, Grad-SG against
+  Grad under the noisy baseline, −0.052 ± 0.028, is inconclusive), and the optimal explanations
   fitted from the default 1,000 samples are again not the most faithful.
 
 Our robust network is not the paper's (the paper reuses the network of Madry et al.; ours is
@@ -644,10 +646,10 @@ out.round(3)
 """)
     b.md(r"""
 The robust network's gradient is three times smaller (mean norm 1.7 against 4.9). Its raw
-sensitivity is smaller too, as Theorem A.1 suggests, but by less (Grad 2.40 → 1.50, Grad-SG
-1.04 → 0.53): the gradient shrinks more than its variation, so the *relative* sensitivity
+sensitivity is smaller too, as Theorem A.1 suggests, but by less (Grad 2.35 → 1.58, Grad-SG
+1.03 → 0.54): the gradient shrinks more than its variation, so the *relative* sensitivity
 rises. Guided backpropagation, which the theorem does not cover, becomes more sensitive even
-in raw terms (0.77 → 1.48).
+in raw terms (0.79 → 1.45; GBP-SG 0.37 → 0.52).
 
 ## Is a lower infidelity only a smaller logit?
 
