@@ -40,7 +40,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from xailib import metrics as M  # noqa: E402
-from xailib._utils import DEFAULT_BATCH_SIZE, forward_batched  # noqa: E402
+from xailib._utils import DEFAULT_BATCH_SIZE, forward_batched, make_generator  # noqa: E402
 from xailib.perturbations import NoisyBaseline, SquareRemoval  # noqa: E402
 
 D64 = torch.float64
@@ -185,7 +185,7 @@ def main(argv=None):
     # ------------------------------------------------------------------ 1. agreement
     rows = []
     for lname, law in laws.items():
-        draws = law.draw(F, n_infd, 0, dtype=D64)
+        draws = law.draw(F, n_infd, make_generator(0, stream="infidelity"), dtype=D64)  # the metric's own draws
         I = law.apply(x, draws)
         for normalize, scaling in ((True, "optimal"), (False, None)):
             ref = CM.infidelity(model, Replay(I), x, phi, target=t, n_perturb_samples=n_infd,
@@ -201,7 +201,7 @@ def main(argv=None):
     # ------------------------------------------------------------------ 2. timings
     rows = []
     for lname, law in laws.items():
-        draws = law.draw(F, n_infd, 0, dtype=D64)
+        draws = law.draw(F, n_infd, make_generator(0, stream="infidelity"), dtype=D64)  # the metric's own draws
         I = law.apply(x, draws)
         pert = (x.unsqueeze(1) - I).reshape(N * n_infd, *F)
         tt = t.repeat_interleave(n_infd)
@@ -227,7 +227,7 @@ def main(argv=None):
         f"Grad-SG ({sg_n})": E.SmoothGrad(E.Gradient(model), n_samples=sg_n),
         f"IG ({ig_steps} steps)": E.IntegratedGradients(model, steps=ig_steps),
     }
-    noise = (2 * torch.rand((n_sens, *F), generator=torch.Generator().manual_seed(0), dtype=D64) - 1) * 0.1
+    noise = (2 * torch.rand((n_sens, *F), generator=make_generator(0, stream="sensitivity"), dtype=D64) - 1) * 0.1
     Y = (x.unsqueeze(1) + noise.unsqueeze(0)).reshape(N * n_sens, *F)
     tY = t.repeat_interleave(n_sens)
     for ename, ex in sens_explainers.items():
