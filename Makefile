@@ -40,7 +40,7 @@ nbval: venv
 
 check-book: venv
 	@mkdir -p _build
-	sed -e 's/^\(  *execute_notebooks:\).*/\1 "off"/' _config.yml > _build/_config_noexec.yml
+	sed -e 's/^\(  *execute_notebooks:\).*/\1 "off"/' -e 's|: book/_ext$$|: ../book/_ext|' _config.yml > _build/_config_noexec.yml
 	$(JB) build . --config _build/_config_noexec.yml --path-output _build/check -W -n --keep-going
 
 ## make notebooks / make nb NB=notebooks/x.ipynb: re-execute and save outputs (Restart & Run All)
