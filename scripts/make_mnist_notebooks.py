@@ -8,50 +8,9 @@ already executed notebooks without touching code cells or outputs (it refuses wh
 cell differs).
 """
 import sys
-from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbbuild import Notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class Book:
-    def __init__(self):
-        self.cells = []
-
-    def md(self, text):
-        text = text.strip("\n")
-        for key, value in DISCUSSION.items():
-            text = text.replace(key, value.strip("\n"))
-        self.cells.append(new_markdown_cell(text))
-
-    def code(self, text):
-        self.cells.append(new_code_cell(text.strip("\n")))
-
-    def save(self, name):
-        path = ROOT / "notebooks" / name
-        if PROSE_ONLY:
-            old = nbformat.read(path, as_version=4)
-            if len(old.cells) != len(self.cells) or any(
-                a.cell_type != b.cell_type or (a.cell_type == "code" and a.source != b.source)
-                for a, b in zip(old.cells, self.cells)
-            ):
-                raise SystemExit(f"{name}: code cells changed; regenerate and execute instead of --prose-only")
-            for a, b in zip(old.cells, self.cells):
-                if a.cell_type == "markdown":
-                    a.source = b.source
-            nbformat.write(old, path)
-            print(f"updated the prose of {path.relative_to(ROOT)}")
-            return
-        nb = new_notebook(cells=self.cells)
-        nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-        nb.metadata["language_info"] = {"name": "python"}
-        nbformat.write(nb, path)
-        print(f"wrote {path.relative_to(ROOT)}")
-
-
-PROSE_ONLY = "--prose-only" in sys.argv
 
 #: prose commenting measured numbers, filled in after reading the executed outputs
 DISCUSSION = {
@@ -194,7 +153,7 @@ pd.DataFrame(rows).T.round(3)
 
 # =============================================================================================
 def make_mnist():
-    b = Book()
+    b = Notebook(DISCUSSION)
     b.md(r"""
 # Ten explanations of an MNIST network, measured
 
@@ -508,7 +467,7 @@ print(f"profile {xailib.profile()}: this chapter ran in {(time.perf_counter() - 
 
 # =============================================================================================
 def make_robust():
-    b = Book()
+    b = Notebook(DISCUSSION)
     b.md(r"""
 # Does adversarial training give better explanations?
 

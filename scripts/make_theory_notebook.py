@@ -1,44 +1,14 @@
 """Generate notebooks/theory.ipynb (the paper's theory, checked numerically) from the cells below.
 
 Run ``python scripts/make_theory_notebook.py`` and then ``make nb NB=notebooks/theory.ipynb`` to
-execute it and save the outputs (or ``python scripts/make_theory_notebook.py --execute``, which
-executes it with nbclient in a fresh kernel, for environments without nbconvert).
+execute it and save the outputs.
 ``--prose-only`` copies changed markdown cells into the already executed notebook without touching
 code cells or outputs (it refuses when any code cell differs).
 """
-import sys
-from pathlib import Path
+from nbbuild import Notebook
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-ROOT = Path(__file__).resolve().parents[1]
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip("\n")))
-
-
-def code(text):
-    cells.append(new_code_cell(text.strip("\n")))
-
-
-def write_prose_only(cells, path):
-    """Copy the markdown cells into the executed notebook at ``path``, keeping its code cells and
-    outputs; refuse when any code cell (or the cell layout) differs."""
-    old = nbformat.read(path, as_version=4)
-    if len(old.cells) != len(cells) or any(
-        a.cell_type != b.cell_type or (a.cell_type == "code" and a.source != b.source)
-        for a, b in zip(old.cells, cells)
-    ):
-        raise SystemExit(f"{path.name}: code cells changed; regenerate and execute instead of --prose-only")
-    for a, b in zip(old.cells, cells):
-        if a.cell_type == "markdown":
-            a.source = b.source
-    nbformat.write(old, path)
-    print(f"updated the prose of {path.relative_to(ROOT)}")
-
+chapter = Notebook()
+md, code = chapter.md, chapter.code
 
 md(r"""
 # The theory, checked numerically
@@ -687,29 +657,4 @@ sensitive than the model; Theorem 4.2 applies only to kernels narrow relative to
 perturbations ($C_1 < 1/4$).
 """)
 
-out = ROOT / "notebooks" / "theory.ipynb"
-if "--prose-only" in sys.argv:
-    write_prose_only(cells, out)
-    sys.exit()
-nb = new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-nb.metadata["language_info"] = {"name": "python"}
-nbformat.write(nb, out)
-print(f"wrote {out}")
-
-if "--execute" in sys.argv:
-    # the same as `make nb NB=notebooks/theory.ipynb` (nbconvert --execute --inplace) where
-    # nbconvert is not installed: run the cells in a fresh kernel with nbclient and save
-    import os
-    import time
-
-    from nbclient import NotebookClient
-
-    os.environ.setdefault("XAILIB_PROGRESS", "0")
-    os.environ.setdefault("XAILIB_THREADS", "2")
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    t0 = time.time()
-    nb = nbformat.read(out, as_version=4)
-    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(out.parent)}}).execute()
-    nbformat.write(nb, out)
-    print(f"executed {out} in {time.time() - t0:.0f} s")
+chapter.save("theory.ipynb")

@@ -4,39 +4,10 @@ Run ``python scripts/make_toy_notebook.py`` and then ``make nb NB=notebooks/toy.
 it and save the outputs. ``--prose-only`` copies changed markdown cells into the already executed
 notebook without touching code cells or outputs (it refuses when any code cell differs).
 """
-import sys
-from pathlib import Path
+from nbbuild import Notebook
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-ROOT = Path(__file__).resolve().parents[1]
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip("\n")))
-
-
-def code(text):
-    cells.append(new_code_cell(text.strip("\n")))
-
-
-def write_prose_only(cells, path):
-    """Copy the markdown cells into the executed notebook at ``path``, keeping its code cells and
-    outputs; refuse when any code cell (or the cell layout) differs."""
-    old = nbformat.read(path, as_version=4)
-    if len(old.cells) != len(cells) or any(
-        a.cell_type != b.cell_type or (a.cell_type == "code" and a.source != b.source)
-        for a, b in zip(old.cells, cells)
-    ):
-        raise SystemExit(f"{path.name}: code cells changed; regenerate and execute instead of --prose-only")
-    for a, b in zip(old.cells, cells):
-        if a.cell_type == "markdown":
-            a.source = b.source
-    nbformat.write(old, path)
-    print(f"updated the prose of {path.relative_to(ROOT)}")
-
+chapter = Notebook()
+md, code = chapter.md, chapter.code
 
 md(r"""
 # A toy function where the gradient flips
@@ -473,12 +444,4 @@ md(r"""
   noise of a few stripes gives $(0.5, 0.5)$.
 """)
 
-out_path = ROOT / "notebooks" / "toy.ipynb"
-if "--prose-only" in sys.argv:
-    write_prose_only(cells, out_path)
-else:
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nbformat.write(nb, out_path)
-    print(f"wrote {out_path}")
+chapter.save("toy.ipynb")
