@@ -459,11 +459,7 @@ class Infinitesimal(Perturbation):
     def draw(self, feature_shape, n, generator=None, device=None, dtype=None) -> Tensor:
         F, n, dtype = _feature_shape(feature_shape), _check_n(n), _check_dtype(dtype)
         device = torch.device(device) if device is not None else torch.device("cpu")
-        d = math.prod(F)
-        idx = _indices(d, n, _gen(generator, device), device, self.stratified)
-        out = torch.zeros(n, d, device=device, dtype=dtype)
-        out[torch.arange(n, device=device), idx] = self.eps
-        return out.view(n, *F)
+        return self.eps * _one_hot_draws(math.prod(F), n, generator, device, dtype, self.stratified).view(n, *F)
 
     def apply(self, x, draws):
         self._check_apply(x, draws, x.shape[1:])
@@ -486,6 +482,14 @@ def _indices(G: int, n: int, g: torch.Generator, device, stratified: bool) -> Te
     blocks = -(-n // G)
     perms = torch.argsort(torch.rand(blocks, G, generator=g, device=g.device, dtype=torch.float64), dim=1)
     return perms.reshape(-1)[:n].to(device)
+
+
+def _one_hot_draws(G: int, n: int, generator, device, dtype, stratified: bool) -> Tensor:
+    """``n`` one-hot rows of length ``G`` (a uniform index each; stratified: permutation blocks)."""
+    idx = _indices(G, n, _gen(generator, device), device, stratified)
+    out = torch.zeros(n, G, device=device, dtype=dtype)
+    out[torch.arange(n, device=device), idx] = 1
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,11 +575,7 @@ class SingleFeature(BinaryPerturbation):
     def draw(self, feature_shape, n, generator=None, device=None, dtype=None) -> Tensor:
         F, n, dtype = _feature_shape(feature_shape), _check_n(n), _check_dtype(dtype)
         device = torch.device(device) if device is not None else torch.device("cpu")
-        G = self.n_groups(F)
-        idx = _indices(G, n, _gen(generator, device), device, self.stratified)
-        out = torch.zeros(n, G, device=device, dtype=dtype)
-        out[torch.arange(n, device=device), idx] = 1
-        return out
+        return _one_hot_draws(self.n_groups(F), n, generator, device, dtype, self.stratified)
 
     def _repr_fields(self):
         return [("baseline", self.baseline), ("groups", self.groups), ("stratified", self.stratified)]
