@@ -164,22 +164,8 @@ def _project(law: Perturbation, x: Tensor, draws: Tensor, term: Tensor) -> Tenso
 
 
 def _function_differences(model, x, t, law, draws, batch_size, fx, desc=None) -> Tensor:
-    """``Δf = f(x) − f(x − I)`` (N, n); draws are processed in chunks of ≤ batch_size inputs."""
-    N, n = x.shape[0], draws.shape[0]
-    m = max(1, batch_size // N)
-    out = torch.empty(N, n, device=x.device, dtype=x.dtype)
-    bar = U.progress(total=n, desc=desc) if desc else None
-    for sl in U.chunks(n, m):
-        pert = law.perturbed(x, draws[sl])  # (N, m, *F)
-        k = pert.shape[1]
-        tt = None if t is None else t.repeat_interleave(k)
-        fp = U.forward_batched(model, pert.reshape(N * k, *x.shape[1:]), tt, batch_size).view(N, k)
-        out[:, sl] = fx.view(-1, 1) - fp.to(x.dtype)
-        if bar is not None:
-            bar.update(k)
-    if bar is not None:
-        bar.close()
-    return out
+    """``Δf = f(x) − f(x − I)`` (N, n) in ``x``'s dtype: :func:`xailib._utils.function_differences`."""
+    return U.function_differences(model, x, t, None, batch_size, fx.to(x.dtype), law=law, draws=draws, desc=desc)
 
 
 def _infd_stats(a: Tensor, b: Tensor, scaling) -> InfidelityDetails:

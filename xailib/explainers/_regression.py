@@ -18,7 +18,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._utils import chunks, forward_batched, progress, select_output
+from .._utils import chunks, forward_batched, function_differences, progress, select_output
 
 #: samples drawn per call to ``perturbation.draw`` (fixed: results must not depend on batch_size)
 DRAW_BLOCK = 2048
@@ -40,19 +40,6 @@ def draw_blocks(law, feature_shape, n: int, generator, device, dtype) -> Iterato
 def n_draws(law, n_samples: int) -> int:
     nf = getattr(law, "n_fixed", None)
     return n_samples if nf is None else min(n_samples, nf)
-
-
-def perturbed_outputs(model, law, x: Tensor, target: Optional[Tensor], draws: Tensor, batch_size: int) -> Tensor:
-    """``f(x − I)`` for every instance and draw, shape ``(N, k)``, at most ``batch_size`` rows per pass."""
-    n_inst, k = x.shape[0], draws.shape[0]
-    out = x.new_empty(n_inst, k)
-    per = max(1, batch_size // n_inst)
-    for sl in chunks(k, per):
-        pts = law.perturbed(x, draws[sl])  # (N, m, *F)
-        m = pts.shape[1]
-        t = None if target is None else target.repeat_interleave(m)
-        out[:, sl] = forward_batched(model, pts.reshape(n_inst * m, *x.shape[1:]), t, batch_size).view(n_inst, m)
-    return out
 
 
 def shared_point_outputs(model, pts: Tensor, target: Optional[Tensor], n_inst: int, batch_size: int) -> Tensor:
@@ -105,7 +92,7 @@ def binary_moments(model, law, x: Tensor, target: Optional[Tensor], n: int, gene
             total += zz.shape[0]
             if M is not None:
                 add_gram(M, zz)
-            df = fx.view(-1, 1) - perturbed_outputs(model, law, x, target, zz, batch_size)
+            df = function_differences(model, x, target, None, batch_size, fx, law=law, draws=zz)
             c.addmm_(df.to(torch.float64), zz.to(torch.float64))
     if M is not None:
         M /= total
@@ -134,6 +121,21 @@ def cholesky_factor(M: Tensor, what: str = "E[IIᵀ]") -> Tensor:
             "feature/group with these samples): increase `ridge` or `n_samples`"
         )
     return L
+
+
+def constrained_solve(L: Tensor, c: Tensor, total: Tensor) -> Tensor:
+    """Least squares under the efficiency constraint ``1ᵀg = total`` (Lundberg & Lee's Theorem 2:
+    the Shapley kernel's infinite weight at ``|z| = d`` is this constraint).
+
+    Minimises ``gᵀMg − 2cᵀg`` subject to ``1ᵀg_n = total_n`` for every instance, given the Cholesky
+    factor ``L`` of ``M`` (G×G) and ``c`` (N, G): ``g = w − u μ`` with ``w = M⁻¹c``, ``u = M⁻¹1``,
+    ``μ = (1ᵀw − total) / 1ᵀu``. Returns (N, G) float64.
+    """
+    G = L.shape[-1]
+    w = torch.cholesky_solve(c.t().to(L.dtype), L)  # (G, N)
+    u = torch.cholesky_solve(torch.ones(G, 1, dtype=L.dtype, device=L.device), L)  # (G, 1)
+    mu = (w.sum(0) - total.to(L.dtype)) / u.sum()
+    return (w - u * mu.view(1, -1)).t()
 
 
 def continuous_mode(law) -> str:
@@ -183,7 +185,7 @@ def continuous_optimal(model, law, x: Tensor, target: Optional[Tensor], n: int, 
                 df = fx.view(-1, 1) - shared_point_outputs(model, J, target, N, batch_size)
             else:
                 J = law.apply(x[:1], draws)[0]  # I, the same for every instance
-                df = fx.view(-1, 1) - perturbed_outputs(model, law, x, target, draws, batch_size)
+                df = function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws)
             J = J.reshape(J.shape[0], d).to(f64)
             total += J.shape[0]
             S.addmm_(J.t(), J)
@@ -223,7 +225,7 @@ def continuous_optimal(model, law, x: Tensor, target: Optional[Tensor], n: int, 
             per = max(1, batch_size // xs.shape[0])
             for s2 in chunks(draws.shape[0], per):
                 I = law.apply(xs, draws[s2])
-                df = fx[sl].view(-1, 1) - perturbed_outputs(model, law, xs, ts, draws[s2], batch_size)
+                df = function_differences(model, xs, ts, None, batch_size, fx[sl], law=law, draws=draws[s2])
                 I = I.reshape(xs.shape[0], -1, d).to(f64)
                 Mn.baddbmm_(I.transpose(1, 2), I)
                 c.add_(torch.bmm(I.transpose(1, 2), df.to(f64).unsqueeze(2)).squeeze(2))
