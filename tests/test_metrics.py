@@ -198,12 +198,13 @@ def test_binary_law_matches_brute_force_with_explicit_I(law):
     beta = (dots * df).mean(1) / (dots ** 2).mean(1)
     ref_opt = ((beta.view(-1, 1) * dots - df) ** 2).mean(1)
     ref_raw = ((dots - df) ** 2).mean(1)
-    got = M.infidelity(model, phi, x, perturbation=law, n_samples=n, return_details=True)
+    got = M.infidelity(model, phi, x, perturbation=law, n_samples=n, return_details=True, exact=False)
     torch.testing.assert_close(got.infidelity, ref_opt, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(got.raw, ref_raw, rtol=1e-12, atol=1e-15)
     # the same explanation in global form A = (x − b) ⊙ Φ gives the same numbers
     A = (x - law.baseline) * phi
-    torch.testing.assert_close(M.infidelity(model, A, x, perturbation=law, n_samples=n, kind="global"),
+    torch.testing.assert_close(M.infidelity(model, A, x, perturbation=law, n_samples=n, kind="global",
+                                            exact=False),
                                ref_opt, rtol=1e-12, atol=1e-15)
     # and a Fixed replay of the masks too
     torch.testing.assert_close(
@@ -294,7 +295,7 @@ def test_cross_check_with_captum_on_identical_draws():
         for normalize, scaling in ((True, "optimal"), (False, None)):
             ref = captum_metrics.infidelity(model, perturb, x, phi, target=t, n_perturb_samples=n,
                                             normalize=normalize)
-            ours = M.infidelity(model, phi, x, t, perturbation=law, n_samples=n, scaling=scaling)
+            ours = M.infidelity(model, phi, x, t, perturbation=law, n_samples=n, scaling=scaling, exact=False)
             assert ((ours - ref).abs() / ref.abs()).max() <= 1e-10
             if law.binary:
                 rep = M.infidelity(model, phi, x, t, perturbation=Fixed(masks=draws), scaling=scaling)
@@ -418,22 +419,26 @@ def test_evaluate_table_pairing_and_cost():
     explainers = {"zeta": Const(phis["a"][0]), "alpha": Const(phis["b"][0]), "glob": Const(phis["c"][0], kind="global")}
     laws_ = {"NB": NoisyBaseline(), "Square": SquareRemoval((1, 3))}
     model.inputs = 0
-    ev = M.evaluate(model, explainers, x, t, perturbations=laws_, n_infd=50, n_sens=5, generator=3)
+    ev = M.evaluate(model, explainers, x, t, perturbations=laws_, n_infd=50, n_sens=5, generator=3, exact=False,
+                    sens_reps=1)
     df = ev.summary
     # one set of forward passes: f(x) once and N·n per law, whatever the number of explainers
     assert model.inputs == 4 + 2 * 4 * 50
     assert list(df.index) == ["zeta", "alpha", "glob"]
-    assert list(df.columns) == ["SENS_max", "SENS_max se", "INFD[NB]", "INFD[NB] se", "INFD[Square]",
-                                "INFD[Square] se"]
+    assert list(df.columns)[:6] == ["SENS_max", "SENS_max se", "INFD[NB]", "INFD[NB] se", "INFD[Square]",
+                                    "INFD[Square] se"]
+    assert list(df.columns)[6:] == [f"{c} {k}" for c in ("SENS_max", "INFD[NB]", "INFD[Square]")
+                                    for k in ("mc se", "total se")]
     assert math.isnan(df.loc["glob", "INFD[NB]"]) and not math.isnan(df.loc["glob", "INFD[Square]"])
     assert any("glob" in n for n in ev.notes)
     # every entry equals the stand-alone metric with the same seed
     for name, law in laws_.items():
-        ref = M.infidelity(net, phis["a"], x, t, perturbation=law, n_samples=50, generator=3)
+        ref = M.infidelity(net, phis["a"], x, t, perturbation=law, n_samples=50, generator=3, exact=False)
         torch.testing.assert_close(torch.tensor(ev.wide(f"INFD[{name}]")["zeta"].to_numpy(), dtype=D64), ref)
         assert math.isclose(df.loc["zeta", f"INFD[{name}]"], float(ref.mean()), rel_tol=1e-12)
         assert math.isclose(df.loc["zeta", f"INFD[{name}] se"], float(ref.std() / 2), rel_tol=1e-9)
-    ref = M.infidelity(net, phis["c"], x, t, perturbation=laws_["Square"], n_samples=50, generator=3, kind="global")
+    ref = M.infidelity(net, phis["c"], x, t, perturbation=laws_["Square"], n_samples=50, generator=3, kind="global",
+                       exact=False)
     torch.testing.assert_close(torch.tensor(ev.wide("INFD[Square]")["glob"].to_numpy(), dtype=D64), ref)
     pi = ev.wide("INFD[NB]")
     assert isinstance(pi, pd.DataFrame) and pi.shape == (4, 2) and list(pi.columns) == ["zeta", "alpha"]
@@ -462,7 +467,7 @@ def test_evaluate_sensitivity_matches_standalone():
     model = Quadratic(A)
     x = torch.rand(3, *F, dtype=D64)
     ev = M.evaluate(model, {"Grad": Gradient(model)}, x, perturbations={"G": Gaussian(0.1)}, n_infd=20, n_sens=10,
-                    generator=4)
+                    generator=4, sens_reps=1)
     ref = M.sensitivity_max(Gradient(model), x, n_samples=10, generator=4)
     torch.testing.assert_close(torch.tensor(ev.wide("SENS_max")["Grad"].to_numpy(), dtype=D64), ref)
 
