@@ -138,6 +138,58 @@ def constrained_solve(L: Tensor, c: Tensor, total: Tensor) -> Tensor:
     return (w - u * mu.view(1, -1)).t()
 
 
+#: default relative ridge grid of the cross-validated fits (``λ = ρ · tr E[IIᵀ] / d``, ρ on the grid)
+CV_GRID = tuple(float(v) for v in torch.logspace(-6, 2, 17, dtype=torch.float64))
+#: bytes of stored design (n × d float64) above which ``ridge="cv"`` falls back to a fixed ridge
+CV_BUDGET = 1 << 30
+
+
+def check_grid(grid) -> Tensor:
+    """The relative ridge grid as a float64 tensor; ``ValueError`` naming ``ridge_grid`` otherwise."""
+    try:
+        g = torch.as_tensor(grid if grid is not None else CV_GRID, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"`ridge_grid` must be a sequence of numbers > 0, got {grid!r}") from None
+    if g.numel() == 0 or not torch.isfinite(g).all() or not (g > 0).all():
+        raise ValueError(f"`ridge_grid` must be a non-empty sequence of finite numbers > 0, got {grid!r}")
+    return g
+
+
+def ridge_cv(X: Tensor, Y: Tensor, grid: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Ridge regressions ``y ≈ Xφ`` for every row ``y`` of ``Y`` (N', n) on the shared design ``X``
+    (n, d), each with its own ridge chosen by closed-form leave-one-out cross-validation.
+
+    For ``ρ`` on ``grid``: ``φ_ρ = (XᵀX/n + λ Id)⁻¹ Xᵀy/n`` with ``λ = ρ · tr(XᵀX/n) / d`` (the
+    scale of :func:`add_ridge_`). With ``XᵀX = V diag(s) Vᵀ`` and ``U = XV``, the hat matrix's
+    diagonal is ``h_j = Σ_k U_jk² / (s_k + nλ)`` and the leave-one-out residual of draw ``j`` is
+    ``e_j / (1 − h_j)``: its mean square is the out-of-sample (unscaled) infidelity of ``φ_ρ`` on
+    fresh draws, estimated without refitting. The ``ρ`` minimising it is kept per row.
+    Returns ``(φ (N', d), ρ chosen (N',), criterion (N', len(grid)))``, float64.
+    Cost: one ``d × d`` eigendecomposition and ``O(n d (N' + len(grid) N'))``.
+    """
+    X = X.to(torch.float64)
+    Y = Y.to(torch.float64)
+    n, d = X.shape
+    s, V = torch.linalg.eigh(X.T @ X)
+    s = s.clamp_min(0)
+    U = X @ V  # (n, d)
+    U2 = U * U
+    q = U.T @ Y.T  # (d, N')
+    tr = s.sum()
+    crit = torch.empty(Y.shape[0], grid.numel(), dtype=torch.float64, device=X.device)
+    for k, rho in enumerate(grid.tolist()):
+        mu = rho * tr / d if tr > 0 else torch.tensor(rho * n, dtype=torch.float64)
+        f = 1.0 / (s + mu)
+        fitted = U @ (q * f.view(-1, 1))  # (n, N')
+        h = (U2 @ f).clamp(max=1 - 1e-12)
+        crit[:, k] = (((Y.T - fitted) / (1 - h).view(-1, 1)) ** 2).mean(0)
+    best = crit.argmin(1)
+    rho_best = grid.to(X.device)[best]
+    mu = rho_best * tr / d if tr > 0 else rho_best * n
+    coef = V @ (q / (s.view(-1, 1) + mu.view(1, -1)))  # (d, N')
+    return coef.T, rho_best, crit
+
+
 def continuous_mode(law) -> str:
     """How ``I`` depends on ``x`` for a continuous law (chooses the cheapest exact algebra):
 
@@ -155,6 +207,47 @@ def continuous_mode(law) -> str:
     if isinstance(law, (P.Gaussian, P.Infinitesimal)) or (isinstance(law, P.Fixed) and not law.binary):
         return "shared_I"
     return "general"
+
+
+def continuous_optimal_cv(model, law, x: Tensor, target: Optional[Tensor], n: int, generator, batch_size: int,
+                          grid: Tensor, mode: Optional[str] = None) -> Tuple[Tensor, Tensor]:
+    """:func:`continuous_optimal` with each instance's ridge chosen by leave-one-out cross-validation
+    (:func:`ridge_cv`), on the same draws. Stores the ``n × d`` design (float64).
+    Returns ``(Φ (N, d), ρ (N,))``."""
+    mode = mode or continuous_mode(law)
+    F = tuple(x.shape[1:])
+    N, d = x.shape[0], x[0].numel()
+    f64 = torch.float64
+    fx = forward_batched(model, x, target, batch_size)
+    Js, dfs, raw = [], [], []
+    for _, draws in draw_blocks(law, F, n, generator, x.device, x.dtype):
+        if mode == "shared_point":
+            J = law.perturbed(x[:1], draws)[0]  # x − I, shared by all instances
+            dfs.append(fx.view(-1, 1) - shared_point_outputs(model, J, target, N, batch_size))
+            Js.append(J.reshape(J.shape[0], d).to(f64))
+        elif mode == "shared_I":
+            J = law.apply(x[:1], draws)[0]
+            dfs.append(function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws))
+            Js.append(J.reshape(J.shape[0], d).to(f64))
+        else:
+            dfs.append(function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws))
+            raw.append(draws)
+    D = torch.cat(dfs, 1).to(f64)  # (N, n)
+    if mode == "shared_I":
+        phi, rho, _ = ridge_cv(torch.cat(Js), D, grid)
+        return phi, rho
+    out = torch.empty(N, d, dtype=f64, device=x.device)
+    rho = torch.empty(N, dtype=f64, device=x.device)
+    J = torch.cat(Js) if mode == "shared_point" else None
+    draws = torch.cat(raw) if raw else None
+    for i in range(N):
+        if mode == "shared_point":
+            Xi = x[i].reshape(1, d).to(f64) - J  # I = x − (x − I)
+        else:
+            Xi = law.apply(x[i : i + 1], draws)[0].reshape(-1, d).to(f64)
+        phi_i, rho_i, _ = ridge_cv(Xi, D[i : i + 1], grid)
+        out[i], rho[i] = phi_i[0], rho_i[0]
+    return out, rho
 
 
 #: bytes of d×d float64 systems held at once (instances are processed in groups below it)
