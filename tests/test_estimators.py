@@ -235,6 +235,9 @@ def test_cv_fit_batch_size_independent_and_bad_grid():
     b = Optimal(net, NoisyBaseline(), n_samples=40, batch_size=1000)(x)
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(a[2:4], Optimal(net, NoisyBaseline(), n_samples=40)(x[2:4]), rtol=1e-10, atol=1e-12)
+    big = Optimal(net, NoisyBaseline(), n_samples=60)  # n ≥ 5 d: no cross-validation, the fixed ridge
+    torch.testing.assert_close(big(x), Optimal(net, NoisyBaseline(), n_samples=60, ridge=1e-6)(x), rtol=0, atol=0)
+    assert big.cv_ridge_ is None
     for bad in ([], [0.1, -1.0], [float("nan")], "abc"):
         with pytest.raises(ValueError, match="ridge_grid"):
             Optimal(net, NoisyBaseline(), ridge_grid=bad)

@@ -28,6 +28,8 @@ from ._regression import (
 
 #: the fixed relative ridge (``ridge=`` a number; also the fallback of ``ridge="cv"``)
 DEFAULT_RIDGE = 1e-6
+#: ``ridge="cv"`` cross-validates only while ``n_samples < CV_MAX_N_OVER_D · d`` (unknowns ``d``)
+CV_MAX_N_OVER_D = 5
 
 __all__ = ["Optimal"]
 
@@ -94,9 +96,10 @@ class Optimal(_GramCache, Explainer):
     is shared by all instances when ``I`` does not depend on ``x`` (binary masks, Gaussian); it is
     per instance under NoisyBaseline (``I = x − x₀``). The chosen values are in ``.cv_ridge_``.
     Assumptions: draws iid (leave-one-out is then an unbiased estimate of the error on a fresh
-    draw); the ``n × d`` design is stored (float64): above 1 GiB, and for the ShapleyKernel law,
-    the fit falls back to the fixed ridge ``1e-6`` (at ``n/d ≥ 5`` cross-validation gains
-    nothing anyway). A number ``ridge=ρ`` gives the fixed-ridge fit (the estimator used before,
+    draw); the ``n × d`` design is stored (float64) and each design costs ``O(n d²)``. Where
+    cross-validation cannot pay (``n ≥ 5 d``: measured, it gains nothing there; a design over
+    1 GiB; the ShapleyKernel law, whose constrained fit is not cross-validated), ``ridge="cv"``
+    falls back to the fixed ridge ``1e-6``. A number ``ridge=ρ`` gives the fixed-ridge fit (the estimator used before,
     ``ρ = 1e-6``); for binary laws ``E_n[zzᵀ]`` is then factored once and cached across calls
     with the same seed. Sampled binary fits whose draws never excite some group warn (that
     group's value is only the ridge's zero).
@@ -159,6 +162,10 @@ class Optimal(_GramCache, Explainer):
         if self.exact is True and self.perturbation.support_size(tuple(x.shape[1:])) is None:
             self.perturbation.support(tuple(x.shape[1:]))  # ValueError: no finite support
 
+    def _use_cv(self, n: int, d: int) -> bool:
+        return (self.ridge == "cv" and self.perturbation.n_fixed is None and n < CV_MAX_N_OVER_D * d
+                and n * d * 8 <= CV_BUDGET)
+
     def _fixed_ridge(self) -> float:
         return DEFAULT_RIDGE if self.ridge == "cv" else self.ridge
 
@@ -176,7 +183,7 @@ class Optimal(_GramCache, Explainer):
         self.cv_ridge_ = None
         if not law.binary:
             n = n_draws(law, self.n_samples)
-            if self.ridge == "cv" and law.n_fixed is None and n * x[0].numel() * 8 <= CV_BUDGET:
+            if self._use_cv(n, x[0].numel()):
                 phi, self.cv_ridge_ = continuous_optimal_cv(self.model, law, x, target, n, generator,
                                                             self.batch_size, self.ridge_grid, self._mode)
             else:
@@ -202,7 +209,7 @@ class Optimal(_GramCache, Explainer):
             return law.spread(g.to(x.dtype), F)
         n = n_draws(law, self.n_samples)
         G = law.n_groups(F)
-        if self.ridge == "cv" and not self.efficiency and law.n_fixed is None and n * G * 8 <= CV_BUDGET:
+        if not self.efficiency and self._use_cv(n, G):
             Zs, Ds = [], []
             for _, z in draw_blocks(law, F, n, generator, x.device, x.dtype):
                 Zs.append(z.to(torch.float64))
