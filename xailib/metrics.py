@@ -1,6 +1,6 @@
 """Infidelity, max-sensitivity, robust infidelity and the paired evaluation table.
 
-Definitions (NOTES "Metrics"; chapters ``notebooks/toy.ipynb``, ``notebooks/theory.ipynb``,
+Definitions (the book's *The paper in brief*, § Metrics; chapters ``notebooks/toy.ipynb``, ``notebooks/theory.ipynb``,
 ``notebooks/mnist.ipynb``, ``notebooks/mnist_robust.ipynb``):
 
 * ``INFD(Φ, f, x) = E_I[(IᵀΦ − Δf)²]``, ``Δf = f(x) − f(x − I)``; optimal scaling replaces Φ by
@@ -234,7 +234,7 @@ def infidelity(
     return_details: bool = False,
     exact="auto",
 ):
-    """Infidelity of an explanation, one value per instance (NOTES "Metrics", Def. 2.1).
+    """Infidelity of an explanation, one value per instance (the book's *The paper in brief*, § Metrics, Def. 2.1).
 
     ``INFD(Φ, f, x) = E_I[(IᵀΦ − (f(x) − f(x − I)))²]``, estimated with ``n_samples`` draws of
     ``perturbation`` (default :class:`~xailib.perturbations.NoisyBaseline`), the same draws for
@@ -323,7 +323,7 @@ def sensitivity_max(
     generator: SeedLike = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Tensor:
-    """Max-sensitivity (NOTES "Metrics", Def. 3.1), Monte-Carlo estimate, shape ``(N,)``.
+    """Max-sensitivity (the book's *The paper in brief*, § Metrics, Def. 3.1), Monte-Carlo estimate, shape ``(N,)``.
 
     Computes ``max_{j ≤ n} ‖Φ(x + u_j) − Φ(x)‖₂`` with ``u_j`` uniform in the L∞ ball
     ``‖u‖∞ ≤ radius`` (``n = n_samples`` draws from ``generator``, in ``x``'s dtype/device, the
@@ -367,7 +367,7 @@ def sensitivity_noise_floor(
     reduce: str = "mean",
     generator: SeedLike = None,
 ) -> Tensor:
-    """Monte-Carlo noise floor of a stochastic explainer at ``y = x`` (NOTES "Monte-Carlo hygiene").
+    """Monte-Carlo noise floor of a stochastic explainer at ``y = x`` (the book's *The paper in brief*, § Monte-Carlo hygiene).
 
     ``‖Φ(x; seed a) − Φ(x; seed b_k)‖₂`` (divided by ``‖Φ(x; seed a)‖₂`` when ``normalize``, as in
     :func:`sensitivity_max`), ``a`` the explainer's own seed (``generator=None``, the draws
@@ -541,7 +541,7 @@ def robust_infidelity(
     explainer_grad: str = "auto",
     return_details: bool = False,
 ):
-    """Robust infidelity (NOTES "Metrics", Def. C.1): ``RINFD = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)``.
+    """Robust infidelity (the book's *The paper in brief*, § Metrics, Def. C.1): ``RINFD = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)``.
 
     Estimated by search over ``u``: the start ``u = 0`` plus ``n_restarts`` starts uniform in the
     L∞ ball (the same starts for every instance), each followed by ``steps`` steps of projected

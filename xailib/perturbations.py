@@ -9,8 +9,8 @@ Draws are made in the dtype and on the device asked for (a float64 input gets fl
 
 Continuous laws (``binary = False``): :class:`NoisyBaseline`, :class:`Gaussian`,
 :class:`Infinitesimal`, :class:`Fixed` ``(I)``.
-Binary laws (``binary = True``, ``I = (x − baseline) ⊙ expand(z)``, NOTES "Appendix B.2
-trick"): :class:`SquareRemoval`, :class:`SingleFeature`, :class:`ShapleyKernel`,
+Binary laws (``binary = True``, ``I = (x − baseline) ⊙ expand(z)``, the book's *The paper in brief*, § Perturbation laws
+and optimal explanations, the B.2 form): :class:`SquareRemoval`, :class:`SingleFeature`, :class:`ShapleyKernel`,
 :class:`Fixed` ``(masks=z)``.
 
 Feature groups (binary laws): ``groups`` is
@@ -25,7 +25,7 @@ Feature groups (binary laws): ``groups`` is
   channels); labels are renumbered ``0 … G−1`` in sorted order.
 
 See ``notebooks/toy.ipynb`` (the laws on two features) and ``notebooks/mnist.ipynb`` (NB and
-Square on MNIST), and NOTES "Perturbations and the explanations that are optimal for them".
+Square on MNIST), and the book's *The paper in brief*, § Perturbation laws and optimal explanations.
 """
 from __future__ import annotations
 
@@ -240,7 +240,7 @@ class _Groups:
 
 
 class Perturbation:
-    """A perturbation law ``μ_I`` (NOTES "Perturbations and the explanations that are optimal").
+    """A perturbation law ``μ_I`` (the book's *The paper in brief*, § Perturbation laws and optimal explanations).
 
     Subclasses implement :meth:`draw` (raw draws shared by all instances) and :meth:`apply`
     (``I`` for every instance, shape ``(N, n, *F)``). ``sample(x, n, generator)`` is
@@ -312,7 +312,7 @@ class Perturbation:
 class BinaryPerturbation(Perturbation):
     """Binary law ``I = (x − baseline) ⊙ expand(z)``, ``z ∈ {0,1}^G`` a mask over feature groups.
 
-    By the Appendix B.2 trick (NOTES), ``IᵀΦ = zᵀ group_sum((x − baseline) ⊙ Φ)``, so the metrics
+    By the Appendix B.2 form, ``IᵀΦ = zᵀ group_sum((x − baseline) ⊙ Φ)``, so the metrics
     and optimal explanations work with ``z`` and never divide by ``x − baseline``.
     ``draw`` returns float 0/1 masks ``(n, G)`` in the requested dtype.
     """
@@ -410,7 +410,7 @@ class BinaryPerturbation(Perturbation):
 
 
 class NoisyBaseline(Perturbation):
-    """Noisy baseline (NOTES "Noisy Baseline"): ``I = x − clip(baseline + σ ε)``, ``ε ~ N(0, Id)``.
+    """Noisy baseline (the book's *The paper in brief*, § Perturbation laws and optimal explanations): ``I = x − clip(baseline + σ ε)``, ``ε ~ N(0, Id)``.
 
     The authors' setting is ``baseline = 0``, ``σ = 0.2``, clip to ``[0, 1]`` (``clip=None``: no
     clipping). ``draw`` returns the Gaussian ``ε`` ``(n, *F)``, shared by all instances (every
@@ -552,7 +552,7 @@ def _one_hot_draws(G: int, n: int, generator, device, dtype, stratified: bool) -
 
 
 class SquareRemoval(BinaryPerturbation):
-    """Square removal (NOTES "Square removal"): ``I = (x − baseline) ⊙ m``, ``m`` a random square.
+    """Square removal (the book's *The paper in brief*, § Perturbation laws and optimal explanations): ``I = (x − baseline) ⊙ m``, ``m`` a random square.
 
     Each draw picks a side ``k`` uniform on the integers ``sizes[0] … sizes[1]`` and a position
     uniform among those that keep the whole ``k × k`` square inside the image; the square covers
@@ -713,14 +713,14 @@ class ShapleyKernel(BinaryPerturbation):
     subset of size ``k``.
 
     ``π_k = (G − 1) / (C(G, k) k (G − k))`` is the Shapley kernel weight of one subset of size
-    ``k``, so ``P(|z| = k) ∝ (G − 1) / (k (G − k))`` for ``k = 1 … G − 1`` (the empty and the full
-    coalitions have infinite weight and are excluded; KernelSHAP enforces them as constraints).
-    Needs ``G >= 2``. Prop. 2.4: the Shapley value is the minimiser of the infidelity under this
-    law *subject to efficiency* ``Σ A = f(x) − f(b)`` (the infinite weights of the empty and full
-    coalitions). The unconstrained ``Optimal(model, ShapleyKernel())`` is therefore *not* the
-    Shapley value (a bias of a few percent that does not shrink with more samples); use
-    :class:`xailib.explainers.KernelSHAP`, which enforces the constraint. See
-    ``notebooks/theory.ipynb`` (Prop. 2.4) and ``theory.check_shap_optimality``.
+    ``k``, so ``P(|z| = k) ∝ (G − 1) / (k (G − k))`` for ``k = 1 … G − 1``. The empty and the
+    full coalitions have **infinite** weight: they are not drawn; as in Lundberg & Lee's Theorem 2 (which the paper's proof cites), they act as the
+    constraints ``v(∅) = 0`` and efficiency ``Σ A = f(x) − f(b)``. Prop. 2.4 is therefore right as
+    stated: the Shapley value is the minimiser of the infidelity under this law, infinite weights
+    included. :class:`xailib.explainers.Optimal` and :class:`xailib.explainers.KernelSHAP` both
+    impose efficiency and converge to the exact Shapley values (exactly for ``G ≤ 13``, where
+    :meth:`support` enumerates the ``2^G − 2`` coalitions). Needs ``G >= 2``. See the chapter
+    ``notebooks/theory`` (Prop. 2.4) and ``theory.check_shap_optimality``.
     """
 
     def __init__(self, baseline: float = 0.0, groups: GroupsLike = None):
@@ -784,8 +784,8 @@ class Fixed(BinaryPerturbation):
     instance) or ``Fixed(masks=z, baseline=..., groups=...)`` (binary; ``z`` ``(n, G)`` 0/1 group
     masks, or ``(n, *F)`` feature masks when ``groups`` is None).
 
-    Use it to compare explainers, or xailib with Captum, on identical draws (NOTES "Monte-Carlo
-    hygiene", paired comparisons; ``benchmarks/bench_metrics.py``). ``draw(F, n)`` returns
+    Use it to compare explainers, or xailib with Captum, on identical draws (the book's *The paper in brief*, § Monte-Carlo
+    hygiene, paired comparisons; ``benchmarks/bench_metrics.py``). ``draw(F, n)`` returns
     the first ``n`` stored draws (``n`` larger than the number stored is an error); the metrics
     use ``min(n_samples, n_fixed)`` draws. The generator is ignored.
     """

@@ -1,7 +1,8 @@
-"""Monte-Carlo moments for the optimal explanation of Prop. 2.1 (function-difference form)
-and its binary B.2 form (NOTES.md, "Perturbations and the explanations that are optimal for
-them", "Appendix B.2 trick", "Monte-Carlo hygiene"). Used by :class:`Optimal` and
-:class:`KernelSHAP`.
+"""Moments and solves for the optimal explanation of Prop. 2.1 (function-difference form) and
+its binary B.2 form (the book's *The paper in brief*, § Perturbation laws and optimal
+explanations and § Monte-Carlo hygiene). Used by :class:`Optimal` and :class:`KernelSHAP`:
+Monte-Carlo moments, the leave-one-out cross-validated ridge fit (:func:`ridge_cv`) and the
+efficiency-constrained solve of the Shapley kernel (:func:`constrained_solve`).
 
 * binary laws ``I = (x − b) ⊙ expand(z)``: ``M = E[zzᵀ]`` (``G × G``, independent of ``x``:
   accumulated once, sparse when the masks are sparse, factored once) and ``c = E[z Δf]`` (``N × G``);
