@@ -1,7 +1,6 @@
 """Estimators: exact sums over finite supports, cross-validated fits, efficiency under the Shapley
 kernel, honest Monte-Carlo errors of the evaluation table, and the growth of sensitivity's max."""
 import math
-import warnings
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ from xailib.explainers import Gradient, Optimal
 from xailib.explainers._regression import ridge_cv
 from xailib.perturbations import (
     EXACT_MAX_ATOMS,
-    Fixed,
     Gaussian,
     NoisyBaseline,
     ShapleyKernel,

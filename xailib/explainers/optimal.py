@@ -87,7 +87,7 @@ class Optimal(_GramCache, Explainer):
 
     ``ridge="cv"`` (default): ``ρ`` is chosen **per instance** from ``ridge_grid`` (default
     ``10⁻⁶ … 10²``, 17 values) by closed-form leave-one-out cross-validation, whose criterion is
-    the out-of-sample infidelity itself (:func:`xailib.explainers._regression.ridge_cv`): at small
+    the out-of-sample infidelity itself (``xailib.explainers._regression.ridge_cv``): at small
     ``n/d`` a plain least-squares fit of ``d`` unknowns is mostly estimation noise, and the ridge
     that predicts fresh draws best is the one that minimises what the explanation is judged by.
     Per instance rather than shared because the right amount of shrinkage depends on how far
@@ -106,7 +106,7 @@ class Optimal(_GramCache, Explainer):
 
     **ShapleyKernel** (Prop. 2.4): the Shapley kernel's weight is infinite on the empty and the
     full coalition; as in Lundberg & Lee's Theorem 2, that is the efficiency constraint
-    ``Σ_g g = f(x) − f(b)``, which the fit imposes (:func:`~xailib.explainers._regression.constrained_solve`):
+    ``Σ_g g = f(x) − f(b)``, which the fit imposes (``_regression.constrained_solve``):
     ``Optimal(model, ShapleyKernel())`` is the Shapley value (exactly for ``G ≤ 13``).
 
     NB = ``Optimal(NoisyBaseline())``, Square = ``Optimal(SquareRemoval())`` (``name`` "NB",
