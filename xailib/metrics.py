@@ -866,7 +866,7 @@ def evaluate(
     for c in (["SENS_max"] if n_sens > 0 else []) + [f"INFD[{k}]" for k in perturbations]:
         cols += [c, c + " se"]
     cols += [c + suf for c in cols[::2] for suf in (" mc se", " total se")]
-    summary = pd.DataFrame.from_dict(rows, orient="index").loc[names, cols]
+    summary = pd.DataFrame([[rows[nm][c] for c in cols] for nm in names], index=names, columns=cols, dtype=float)
     tidy = pd.DataFrame.from_records(records, columns=["explainer", "instance", "metric", "value"])
     settings = {
         "N": N,
