@@ -297,3 +297,20 @@ def test_sensitivity_growth():
     assert math.isclose(one["SENS_max"].iloc[0], float(ref.mean()), rel_tol=1e-12)
     with pytest.raises(ValueError, match="n_values"):
         M.sensitivity_growth(Gradient(net), x, n_values=(0, 3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_exact_and_cv_paths_preserve_device_and_dtype():
+    dev = torch.device("cuda")
+    model = ConvLike().to(dev)
+    x = torch.rand(2, 1, 6, 6, dtype=D64, device=dev)
+    m, p = SquareRemoval((1, 3)).support((1, 6, 6), device=dev, dtype=D64)
+    assert m.device.type == "cuda" and p.device.type == "cuda"
+    for law in (SquareRemoval((1, 3)), NoisyBaseline()):
+        a = Optimal(model, law, n_samples=60)(x)
+        assert a.device.type == "cuda" and a.dtype == D64 and torch.isfinite(a).all()
+        if law.binary:  # exact: no random draws, so the CPU gives the same map
+            cpu = Optimal(ConvLike(), law, n_samples=60)(x.cpu())
+            torch.testing.assert_close(a.cpu(), cpu, rtol=1e-8, atol=1e-10)
+    ev = M.evaluate(model, {"G": Gradient(model)}, x, perturbations={"Sq": SquareRemoval((1, 3))}, n_sens=3)
+    assert ev.summary.notna().all().all()
