@@ -28,6 +28,8 @@ from ._regression import (
 
 #: the fixed relative ridge (``ridge=`` a number; also the fallback of ``ridge="cv"``)
 DEFAULT_RIDGE = 1e-6
+#: relative ridge of exact sums under ``ridge="cv"`` (numerical only: the exact M has no sampling noise)
+EXACT_RIDGE = 1e-12
 #: ``ridge="cv"`` cross-validates only while ``n_samples < CV_MAX_N_OVER_D · d`` (unknowns ``d``)
 CV_MAX_N_OVER_D = 5
 
@@ -73,7 +75,8 @@ class Optimal(_GramCache, Explainer):
     ShapleyKernel for ``G ≤ 13``; threshold :data:`xailib.perturbations.EXACT_MAX_ATOMS`) is
     summed over its atoms: ``M = Σ_k p_k z_k z_kᵀ``, ``c = Σ_k p_k z_k Δf_k``, ``g = M⁻¹ c``,
     one forward pass per atom and instance, no Monte-Carlo error, the same for every seed
-    (``n_samples`` and ``seed`` are then unused). ``exact=True`` forces it (``ValueError`` for a
+    (``n_samples`` and ``seed`` are then unused; the ridge is ``1e-12`` under ``ridge="cv"``,
+    numerical only, or the number given). ``exact=True`` forces it (``ValueError`` for a
     law without finite support), ``exact=False`` samples.
 
     **Sampled fits** (``n_samples`` draws shared by all instances):
@@ -202,7 +205,8 @@ class Optimal(_GramCache, Explainer):
             L = self._cached_factor(key)
             if L is None:
                 M = Z64.t() @ (Z64 * p.view(-1, 1))
-                add_ridge_(M, 0.0 if self.ridge == "cv" else self.ridge)
+                _warn_unexcited(M.diagonal(), Z.shape[0])
+                add_ridge_(M, EXACT_RIDGE if self.ridge == "cv" else self.ridge)
                 L = cholesky_factor(M, "E[zzᵀ]")
                 self._store_factor(key, L)
             g = self._solve(L, c, x, target, F)
