@@ -197,20 +197,53 @@ def function_differences(
     model: Callable[[Tensor], Tensor],
     x: Tensor,
     target: Optional[Tensor],
-    I: Tensor,
+    I: Optional[Tensor] = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     fx: Optional[Tensor] = None,
+    *,
+    law=None,
+    draws: Optional[Tensor] = None,
+    desc: Optional[str] = None,
 ) -> Tensor:
-    """``Δf = f(x) − f(x − I)`` for every draw, shape (N, n), without gradients.
+    """``Δf = f(x) − f(x − I)`` for every instance and draw, shape (N, n), without gradients.
 
-    ``x``: (N, *F); ``I``: (N, n, *F); ``target``: normalised LongTensor (N,) or None.
-    The N·n forward passes run in chunks of at most ``batch_size`` inputs.
-    ``fx`` (N,) may be passed when ``f(x)`` is already known.
+    The one f(x − I) evaluation loop of the library (metrics, optimal explanations, KernelSHAP,
+    occlusion and the theory checks all use it). Two ways to give the perturbations:
+
+    * ``I``: (N, n, *F) explicit perturbations; the N·n inputs ``x − I`` run in chunks of at most
+      ``batch_size`` inputs;
+    * ``law`` and ``draws``: a perturbation law and its draws (n, ...) shared by all instances;
+      the inputs ``law.perturbed(x, draws)`` are built ``max(1, batch_size // N)`` draws at a
+      time (never all N·n at once) and run in chunks of at most ``batch_size``.
+
+    ``x``: (N, *F); ``target``: normalised LongTensor (N,) or None; ``fx`` (N,) may be passed when
+    ``f(x)`` is already known. The result has ``x``'s dtype in the ``law`` form. ``desc``: show a
+    progress bar with this title.
     """
-    n_inst, n = I.shape[0], I.shape[1]
+    n_inst = x.shape[0]
     if fx is None:
         fx = forward_batched(model, x, target, batch_size)
-    flat = (x.unsqueeze(1) - I).reshape(n_inst * n, *x.shape[1:])
-    t = None if target is None else target.repeat_interleave(n)
-    f_pert = forward_batched(model, flat, t, batch_size).view(n_inst, n)
-    return fx.view(-1, 1) - f_pert
+    if law is None:
+        if I is None:
+            raise TypeError("function_differences needs `I` or (`law`, `draws`)")
+        n = I.shape[1]
+        flat = (x.unsqueeze(1) - I).reshape(n_inst * n, *x.shape[1:])
+        t = None if target is None else target.repeat_interleave(n)
+        f_pert = forward_batched(model, flat, t, batch_size).view(n_inst, n)
+        return fx.view(-1, 1) - f_pert
+    if draws is None or I is not None:
+        raise TypeError("function_differences: give either `I` or both `law` and `draws`")
+    n = draws.shape[0]
+    out = x.new_empty(n_inst, n)
+    per = max(1, batch_size // n_inst)
+    bar = progress(total=n, desc=desc) if desc else None
+    for sl in chunks(n, per):
+        pts = law.perturbed(x, draws[sl])  # (N, m, *F)
+        m = pts.shape[1]
+        t = None if target is None else target.repeat_interleave(m)
+        out[:, sl] = forward_batched(model, pts.reshape(n_inst * m, *x.shape[1:]), t, batch_size).view(n_inst, m)
+        if bar is not None:
+            bar.update(m)
+    if bar is not None:
+        bar.close()
+    return fx.view(-1, 1) - out

@@ -1,6 +1,6 @@
 """Infidelity, max-sensitivity, robust infidelity and the paired evaluation table.
 
-Definitions (NOTES "Metrics"; chapters ``notebooks/toy.ipynb``, ``notebooks/theory.ipynb``,
+Definitions (the book's *The paper in brief*, § Metrics; chapters ``notebooks/toy.ipynb``, ``notebooks/theory.ipynb``,
 ``notebooks/mnist.ipynb``, ``notebooks/mnist_robust.ipynb``):
 
 * ``INFD(Φ, f, x) = E_I[(IᵀΦ − Δf)²]``, ``Δf = f(x) − f(x − I)``; optimal scaling replaces Φ by
@@ -23,15 +23,17 @@ from torch import Tensor
 
 from . import _utils as U
 from ._utils import DEFAULT_BATCH_SIZE, SeedLike, TargetLike
-from .perturbations import NoisyBaseline, Perturbation, SquareRemoval
+from .perturbations import NoisyBaseline, Perturbation, SquareRemoval, exact_support
 
 __all__ = [
     "infidelity",
     "InfidelityDetails",
     "sensitivity_max",
     "sensitivity_noise_floor",
+    "sensitivity_growth",
     "robust_infidelity",
     "evaluate",
+    "Evaluation",
     "per_instance",
 ]
 
@@ -163,40 +165,55 @@ def _project(law: Perturbation, x: Tensor, draws: Tensor, term: Tensor) -> Tenso
 
 
 def _function_differences(model, x, t, law, draws, batch_size, fx, desc=None) -> Tensor:
-    """``Δf = f(x) − f(x − I)`` (N, n); draws are processed in chunks of ≤ batch_size inputs."""
-    N, n = x.shape[0], draws.shape[0]
-    m = max(1, batch_size // N)
-    out = torch.empty(N, n, device=x.device, dtype=x.dtype)
-    bar = U.progress(total=n, desc=desc) if desc else None
-    for sl in U.chunks(n, m):
-        pert = law.perturbed(x, draws[sl])  # (N, m, *F)
-        k = pert.shape[1]
-        tt = None if t is None else t.repeat_interleave(k)
-        fp = U.forward_batched(model, pert.reshape(N * k, *x.shape[1:]), tt, batch_size).view(N, k)
-        out[:, sl] = fx.view(-1, 1) - fp.to(x.dtype)
-        if bar is not None:
-            bar.update(k)
-    if bar is not None:
-        bar.close()
-    return out
+    """``Δf = f(x) − f(x − I)`` (N, n) in ``x``'s dtype: :func:`xailib._utils.function_differences`."""
+    return U.function_differences(model, x, t, None, batch_size, fx.to(x.dtype), law=law, draws=draws, desc=desc)
 
 
-def _infd_stats(a: Tensor, b: Tensor, scaling) -> InfidelityDetails:
+def _infd_stats(a: Tensor, b: Tensor, scaling, w: Optional[Tensor] = None) -> InfidelityDetails:
+    """Infidelity statistics from projections ``a`` and differences ``b`` (N, n).
+
+    ``w`` (n,) probabilities: an exact weighted sum over a finite support (Monte-Carlo errors 0);
+    ``None``: plain means over ``n`` draws.
+    """
     n = a.shape[1]
+    if w is not None:
+        w = w.to(device=a.device, dtype=a.dtype)
+
+        def mean(v):
+            return v @ w
+
+        def se(v):
+            return torch.zeros_like(v[:, 0])
+    else:
+        def mean(v):
+            return v.mean(1)
+
+        def se(v):
+            return v.std(1) / math.sqrt(n) if n > 1 else torch.full_like(v[:, 0], float("nan"))
+
     sq = (a - b) ** 2
-    raw = sq.mean(1)
-    raw_se = sq.std(1) / math.sqrt(n) if n > 1 else torch.full_like(raw, float("nan"))
+    raw = mean(sq)
+    raw_se = se(sq)
     if scaling == "optimal":
-        saa = (a * a).mean(1)
-        sab = (a * b).mean(1)
+        saa = mean(a * a)
+        sab = mean(a * b)
         pos = saa > 0
         beta = torch.where(pos, sab / torch.where(pos, saa, torch.ones_like(saa)), torch.zeros_like(saa))
         e = (beta.view(-1, 1) * a - b) ** 2
-        val = e.mean(1)
-        se = e.std(1) / math.sqrt(n) if n > 1 else torch.full_like(val, float("nan"))
+        val = mean(e)
+        val_se = se(e)
     else:
-        beta, val, se = torch.ones_like(raw), raw, raw_se
-    return InfidelityDetails(val, raw, beta, se, raw_se)
+        beta, val, val_se = torch.ones_like(raw), raw, raw_se
+    return InfidelityDetails(val, raw, beta, val_se, raw_se)
+
+
+def _draws_or_support(law, F, n_samples, exact, generator, device, dtype, stream="infidelity"):
+    """``(draws, probs)``: the exact support (probs float64) or ``n`` sampled draws (probs None)."""
+    sup = exact_support(law, F, exact, device, dtype)
+    if sup is not None:
+        return sup
+    n = _n_draws(law, n_samples)
+    return law.draw(F, n, _gen(generator, device, stream), device, dtype), None
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,8 +232,9 @@ def infidelity(
     generator: SeedLike = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     return_details: bool = False,
+    exact="auto",
 ):
-    """Infidelity of an explanation, one value per instance (NOTES "Metrics", Def. 2.1).
+    """Infidelity of an explanation, one value per instance (the book's *The paper in brief*, § Metrics, Def. 2.1).
 
     ``INFD(Φ, f, x) = E_I[(IᵀΦ − (f(x) − f(x − I)))²]``, estimated with ``n_samples`` draws of
     ``perturbation`` (default :class:`~xailib.perturbations.NoisyBaseline`), the same draws for
@@ -232,7 +250,14 @@ def infidelity(
     ``xailib.explainers.to_local``). A :class:`~xailib.perturbations.Fixed` law replays its first
     ``min(n_samples, n_fixed)`` draws.
 
-    Cost: ``N · n_samples`` forward passes in chunks of at most ``batch_size``.
+    ``exact``: laws with a finite support (SquareRemoval, SingleFeature, ShapleyKernel) are summed
+    exactly over their atoms, ``E[h(I)] = Σ_k p_k h(I_k)``, when ``exact="auto"`` and the support
+    has at most :data:`xailib.perturbations.EXACT_MAX_ATOMS` atoms (``True`` forces it, ``False``
+    samples): the result is then seed-independent and its Monte-Carlo errors are 0
+    (see :func:`xailib.perturbations.exact_support`).
+
+    Cost: ``N · n_samples`` forward passes (``N · K`` for an exact sum over ``K`` atoms) in chunks
+    of at most ``batch_size``.
     Returns ``(N,)``, or an :class:`InfidelityDetails` (value, raw, β, MC standard errors) when
     ``return_details=True``. Chapters: ``notebooks/toy.ipynb``, ``notebooks/mnist.ipynb``.
     """
@@ -245,11 +270,10 @@ def infidelity(
     fx = U.forward_batched(model, x, t, batch_size).to(x.dtype)  # also validates `target`
     phi, kind = _resolve_explanation(explanation, x, t, kind, model)
     term = _term(law, x, phi, kind)
-    n = _n_draws(law, n_samples)
-    draws = law.draw(tuple(x.shape[1:]), n, _gen(generator, x.device, "infidelity"), x.device, x.dtype)
+    draws, probs = _draws_or_support(law, tuple(x.shape[1:]), n_samples, exact, generator, x.device, x.dtype)
     a = _project(law, x, draws, term)
     b = _function_differences(model, x, t, law, draws, batch_size, fx, desc="infidelity")
-    det = _infd_stats(a, b, scaling)
+    det = _infd_stats(a, b, scaling, probs)
     return det if return_details else det.infidelity
 
 
@@ -299,7 +323,7 @@ def sensitivity_max(
     generator: SeedLike = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Tensor:
-    """Max-sensitivity (NOTES "Metrics", Def. 3.1), Monte-Carlo estimate, shape ``(N,)``.
+    """Max-sensitivity (the book's *The paper in brief*, § Metrics, Def. 3.1), Monte-Carlo estimate, shape ``(N,)``.
 
     Computes ``max_{j ≤ n} ‖Φ(x + u_j) − Φ(x)‖₂`` with ``u_j`` uniform in the L∞ ball
     ``‖u‖∞ ≤ radius`` (``n = n_samples`` draws from ``generator``, in ``x``'s dtype/device, the
@@ -343,7 +367,7 @@ def sensitivity_noise_floor(
     reduce: str = "mean",
     generator: SeedLike = None,
 ) -> Tensor:
-    """Monte-Carlo noise floor of a stochastic explainer at ``y = x`` (NOTES "Monte-Carlo hygiene").
+    """Monte-Carlo noise floor of a stochastic explainer at ``y = x`` (the book's *The paper in brief*, § Monte-Carlo hygiene).
 
     ``‖Φ(x; seed a) − Φ(x; seed b_k)‖₂`` (divided by ``‖Φ(x; seed a)‖₂`` when ``normalize``, as in
     :func:`sensitivity_max`), ``a`` the explainer's own seed (``generator=None``, the draws
@@ -372,6 +396,68 @@ def sensitivity_noise_floor(
         dim=1,
     )
     return vals.mean(1) if reduce == "mean" else vals.max(1).values
+
+
+def sensitivity_growth(
+    explainer,
+    x: Tensor,
+    target: TargetLike = None,
+    radius: float = 0.1,
+    n_values=(5, 10, 20, 50, 100, 200),
+    n_reps: int = 4,
+    normalize: bool = True,
+    generator: SeedLike = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+):
+    """How the Monte-Carlo max-sensitivity grows with the number of neighbours ``n``.
+
+    ``max_{j ≤ n} ‖Φ(x + u_j) − Φ(x)‖`` is a lower estimate of the supremum over the ball and
+    grows with ``n`` (biased low, the bias shrinking slowly). For each of ``n_reps`` independent
+    replications, ``max(n_values)`` neighbours are drawn once and the running maximum over the
+    first ``n`` gives the estimate for every ``n`` (nested, so the curve is monotone within a
+    replication); replication 0 equals :func:`sensitivity_max` with the same seed and
+    ``n_samples = max(n_values)``. Returns a DataFrame indexed by ``n`` with columns
+    ``"SENS_max"`` (mean over instances and replications), ``"se"`` (over instances, of the
+    replication means), ``"mc se"`` (over replications), ``"rel. to max n"`` (the ratio to the
+    estimate at the largest ``n``). Cost: ``n_reps · max(n_values)`` explanations per instance.
+    Chapter: ``notebooks/mnist`` (the bias of SENS).
+    """
+    import pandas as pd
+
+    _check_explainer(explainer)
+    x = U.check_input(x, "x")
+    t = U.check_target(target, x.shape[0], x.device)
+    radius = U.check_positive(radius, "radius")
+    n_reps = U.check_positive(n_reps, "n_reps", integer=True)
+    try:
+        ns = sorted({int(U.check_positive(v, "n_values", integer=True)) for v in n_values})
+    except TypeError:
+        raise TypeError(f"`n_values` must be an iterable of positive ints, got {n_values!r}") from None
+    if not ns:
+        raise ValueError("`n_values` must not be empty")
+    batch_size = _check_batch_size(batch_size)
+    if hasattr(explainer, "model") and callable(explainer.model):
+        _check_target_with_model(explainer.model, x, t)
+    phi_x = _explain(explainer, x, t)
+    N, F = x.shape[0], tuple(x.shape[1:])
+    idx = torch.tensor([v - 1 for v in ns])
+    out = []  # (R, N, len(ns))
+    for r in range(n_reps):
+        g = generator if isinstance(generator, torch.Generator) else \
+            _gen(generator, x.device, "sensitivity" if r == 0 else f"sensitivity/{r}")
+        noise = _uniform_ball(F, ns[-1], radius, g, x.device, x.dtype)
+        D = _sensitivities(explainer, x, t, phi_x, noise, batch_size, desc=f"sensitivity growth {r + 1}/{n_reps}")
+        if normalize:
+            D = D / _normalizer(phi_x).view(-1, 1)
+        out.append(D.double().cummax(1).values[:, idx].cpu())
+    V = torch.stack(out)  # (R, N, k)
+    per_inst = V.mean(0)  # (N, k)
+    mean = per_inst.mean(0)
+    se = per_inst.std(0) / math.sqrt(N) if N > 1 else torch.full_like(mean, float("nan"))
+    mc = V.mean(1).std(0) / math.sqrt(n_reps) if n_reps > 1 else torch.full_like(mean, float("nan"))
+    df = pd.DataFrame({"SENS_max": mean.numpy(), "se": se.numpy(), "mc se": mc.numpy(),
+                       "rel. to max n": (mean / mean[-1]).numpy()}, index=pd.Index(ns, name="n"))
+    return df
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,7 +541,7 @@ def robust_infidelity(
     explainer_grad: str = "auto",
     return_details: bool = False,
 ):
-    """Robust infidelity (NOTES "Metrics", Def. C.1): ``RINFD = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)``.
+    """Robust infidelity (the book's *The paper in brief*, § Metrics, Def. C.1): ``RINFD = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)``.
 
     Estimated by search over ``u``: the start ``u = 0`` plus ``n_restarts`` starts uniform in the
     L∞ ball (the same starts for every instance), each followed by ``steps`` steps of projected
@@ -547,17 +633,73 @@ def robust_infidelity(
 # the paired evaluation table
 
 
-def per_instance(df, column: str):
-    """Per-instance values of ``column`` of an :func:`evaluate` table: DataFrame (instances × explainers).
+class Evaluation:
+    """What :func:`evaluate` returns: the summary table, the per-instance values, notes, settings.
 
-    For paired comparisons (NOTES "Monte-Carlo hygiene"): e.g.
-    ``d = per_instance(df, "INFD[NB]"); (d["Grad"] - d["Grad-SG"]).mean()`` with standard error
-    ``.std() / √N`` (``notebooks/mnist.ipynb``).
+    Attributes:
+        summary: DataFrame, index = explainer names (in the order given), columns ``"SENS_max"``,
+            ``"SENS_max se"`` and, for each law name ``L``, ``"INFD[L]"``, ``"INFD[L] se"``
+            (means over the ``N`` instances and their standard errors ``std/√N``).
+        per_instance: tidy DataFrame with columns ``explainer, instance, metric, value``; ``metric``
+            is one of ``"SENS_max"``, ``"INFD[L]"``, ``"INFD[L] raw"`` (unscaled), ``"INFD[L] beta"``
+            (the optimal scale β*) and ``"INFD[L] mc_se"`` (per-instance Monte-Carlo error).
+        notes: list of str (e.g. why an entry is NaN).
+        settings: dict of the arguments that produced the table.
+
+    ``wide(metric)`` gives the instances × explainers view used for paired differences:
+    ``d = ev.wide("INFD[NB]"); (d["Grad"] - d["Grad-SG"]).mean()`` with standard error
+    ``.std() / √N`` (see the book's *The paper in brief*, § Monte-Carlo hygiene, and the chapter
+    ``notebooks/mnist``). In a notebook the object displays its summary.
     """
-    import pandas as pd
 
-    data = df.attrs["per_instance"][column]
-    return pd.DataFrame({k: list(v) for k, v in data.items()})
+    def __init__(self, summary, per_instance, notes=None, settings=None):
+        self.summary = summary
+        self.per_instance = per_instance
+        self.notes = list(notes or [])
+        self.settings = dict(settings or {})
+
+    @property
+    def metrics(self) -> list:
+        """The metric names present in :attr:`per_instance`, in order of first appearance."""
+        return list(dict.fromkeys(self.per_instance["metric"]))
+
+    def wide(self, metric: str):
+        """Per-instance values of ``metric``: DataFrame, index = instance, one column per explainer.
+
+        Explainers without a value for ``metric`` (e.g. a global explainer under a continuous law)
+        are left out. Unknown ``metric`` → ``ValueError`` listing the available ones.
+        """
+        pi = self.per_instance
+        sel = pi[pi["metric"] == metric]
+        if sel.empty:
+            raise ValueError(f"`metric` must be one of {self.metrics}, got {metric!r}")
+        w = sel.pivot(index="instance", columns="explainer", values="value")
+        order = [e for e in self.summary.index if e in w.columns]
+        w = w[order]
+        w.columns.name = None
+        return w
+
+    def __repr__(self) -> str:
+        s = f"Evaluation(N={self.settings.get('N', '?')})\n{self.summary!r}"
+        if self.notes:
+            s += "\nnotes:\n" + "\n".join(f"  - {n}" for n in self.notes)
+        return s
+
+    def _repr_html_(self) -> str:
+        import html
+
+        out = self.summary._repr_html_()
+        if self.notes:
+            out += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>"
+        return out
+
+
+def per_instance(evaluation: "Evaluation", column: str):
+    """Deprecated alias of ``evaluation.wide(column)`` (see :class:`Evaluation`)."""
+    warnings.warn("metrics.per_instance(ev, col) is deprecated: use ev.wide(col)", DeprecationWarning, stacklevel=2)
+    if not isinstance(evaluation, Evaluation):
+        raise TypeError(f"`evaluation` must be what evaluate() returns (an Evaluation), got {type(evaluation).__name__}")
+    return evaluation.wide(column)
 
 
 def evaluate(
@@ -573,6 +715,8 @@ def evaluate(
     generator: SeedLike = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     normalize: bool = True,
+    exact="auto",
+    sens_reps: int = 3,
 ):
     """The paper's Table 1 for any set of explainers: SENS_max and INFD per law, paired.
 
@@ -587,15 +731,39 @@ def evaluate(
     (``n_sens`` uniform draws in the L∞ ball of ``radius``; ``n_sens=0`` skips SENS). With an
     int/None ``generator`` each component uses a fresh generator with that seed, so every entry
     equals the stand-alone :func:`infidelity` / :func:`sensitivity_max` call with the same seed.
-    Global explainers under a continuous law get NaN (explained in ``df.attrs["notes"]``).
+    Global explainers under a continuous law get NaN (explained in ``.notes``).
     ``normalize`` is passed to the sensitivity (relative SENS by default, see
     :func:`sensitivity_max`); stochastic explainers use common random numbers there (compare with
     :func:`sensitivity_noise_floor`).
 
-    ``df.attrs``: ``"per_instance"`` (``{column: {explainer: [N values]}}``, also for
-    ``"INFD[L] raw"``, ``"INFD[L] beta"``, ``"INFD[L] mc_se"``; see :func:`per_instance` for a
-    DataFrame view, used for paired differences), ``"notes"``, ``"settings"``.
-    Chapter: ``notebooks/mnist.ipynb`` (NOTES "Experiments to reproduce", Table 1).
+    ``exact``: laws with a small finite support (SquareRemoval on MNIST, SingleFeature,
+    ShapleyKernel on few groups) are summed exactly over their atoms (see :func:`infidelity`).
+
+    **Monte-Carlo errors.** Each mean ``c`` of the summary also gets ``"c mc se"`` (the
+    Monte-Carlo standard error of the table mean, over the metric's own random draws, for the
+    fixed instances and explanations) and ``"c total se"`` = ``√(se² + mc_se²)`` (instances and
+    draws; slightly conservative: each instance's own Monte-Carlo noise is in both terms, an
+    excess of order ``mc_var / N``).
+
+    * INFD: the draws are shared by all instances, so the per-instance errors are correlated and
+      may not be combined as independent. With ``β*`` held at its estimate (its error is second
+      order) the table mean is ``(1/n) Σ_j ē_j``, ``ē_j = (1/N) Σ_i (β*_i a_ij − b_ij)²``, a mean
+      of ``n`` iid terms (one per draw): ``mc se = sd_j(ē_j) / √n``. Exact sums: 0.
+    * SENS: a maximum is not a mean of draws, so its error comes from ``sens_reps`` independent
+      replications of the whole estimate, each with its own ``n_sens`` neighbours (replication 0
+      is the stand-alone :func:`sensitivity_max` with the same seed; replication ``r`` uses the
+      stream ``"sensitivity/r"``). The reported per-instance value is the mean over replications
+      of ``max_{j ≤ n_sens}``: its expectation is that of one replication (the max over
+      ``n_sens`` neighbours, biased low, see :func:`sensitivity_growth`), its variance ``R`` times
+      smaller; ``mc se = sd_r(T_r) / √R``, ``T_r`` the table mean of replication ``r``.
+      ``sens_reps=1``: no Monte-Carlo error (NaN). Cost: ``sens_reps · n_sens`` explanations per
+      instance and explainer.
+
+    Returns an :class:`Evaluation`: ``.summary`` (the table above), ``.per_instance`` (tidy:
+    ``explainer, instance, metric, value``, also for ``"INFD[L] raw"``, ``"INFD[L] beta"``,
+    ``"INFD[L] mc_se"``), ``.wide(metric)`` (instances × explainers, for paired differences),
+    ``.notes``, ``.settings``. Chapter: ``notebooks/mnist`` (the book's *The paper in brief*,
+    § Experiments, Table 1).
     """
     import pandas as pd
 
@@ -615,6 +783,9 @@ def evaluate(
     n_infd = U.check_positive(n_infd, "n_infd", integer=True)
     if isinstance(n_sens, bool) or not isinstance(n_sens, int) or n_sens < 0:
         raise ValueError(f"`n_sens` must be an int >= 0, got {n_sens!r}")
+    sens_reps = U.check_positive(sens_reps, "sens_reps", integer=True)
+    if exact not in ("auto", True, False):
+        raise ValueError(f"`exact` must be 'auto', True or False, got {exact!r}")
     radius = U.check_positive(radius, "radius")
     scaling = _check_scaling(scaling)
     batch_size = _check_batch_size(batch_size)
@@ -627,56 +798,87 @@ def evaluate(
     phis = {}
     for name in U.progress(names, desc="explain x"):
         phis[name] = _explain(explainers[name], x, t, f"explainers[{name!r}]")
-    per: Dict[str, Dict[str, list]] = {}
+    records = []  # (explainer, instance, metric, value)
     rows = {name: {} for name in names}
     notes = []
 
     def put(col, name, vals: Tensor):
         v = vals.detach().double().cpu()
-        per.setdefault(col, {})[name] = v.tolist()
+        records.extend((name, i, col, float(val)) for i, val in enumerate(v.tolist()))
         mean = float(v.mean())
         se = float(v.std() / math.sqrt(N)) if N > 1 else float("nan")
         return mean, se
 
+    exact_laws = []
+
+    def put_mc(col, name, mc_se):
+        r = rows[name]
+        r[col + " mc se"] = float(mc_se)
+        r[col + " total se"] = math.sqrt(r[col + " se"] ** 2 + float(mc_se) ** 2) if N > 1 else float("nan")
+
     if n_sens > 0:
-        noise = _uniform_ball(F, n_sens, radius, sub_gen("sensitivity"), x.device, x.dtype)
+        noises = [_uniform_ball(F, n_sens, radius, sub_gen("sensitivity" if r == 0 else f"sensitivity/{r}"),
+                                x.device, x.dtype) for r in range(sens_reps)]
         for name in U.progress(names, desc="sensitivity"):
-            D = _sensitivities(explainers[name], x, t, phis[name], noise, batch_size)
-            if normalize:
-                D = D / _normalizer(phis[name]).view(-1, 1)
-            m, s = put("SENS_max", name, D.max(1).values)
-            rows[name]["SENS_max"], rows[name]["SENS_max se"] = m, s
+            reps = []
+            for noise in noises:
+                D = _sensitivities(explainers[name], x, t, phis[name], noise, batch_size)
+                if normalize:
+                    D = D / _normalizer(phis[name]).view(-1, 1)
+                reps.append(D.max(1).values)
+            R = torch.stack(reps, 1).double()  # (N, R)
+            m, s_ = put("SENS_max", name, R.mean(1))
+            rows[name]["SENS_max"], rows[name]["SENS_max se"] = m, s_
+            mc = R.mean(0).std() / math.sqrt(sens_reps) if sens_reps > 1 else float("nan")
+            put_mc("SENS_max", name, mc)
     for lname, law in perturbations.items():
         col = f"INFD[{lname}]"
-        n = _n_draws(law, n_infd)
-        draws = law.draw(F, n, sub_gen("infidelity"), x.device, x.dtype)
+        draws, probs = _draws_or_support(law, F, n_infd, exact, sub_gen("infidelity"), x.device, x.dtype)
+        n = draws.shape[0]
+        if probs is not None:
+            exact_laws.append(lname)
         b = _function_differences(model, x, t, law, draws, batch_size, fx, desc=f"INFD[{lname}]")
         for name in names:
             kind = explainers[name].kind
             if kind == "global" and not law.binary:
-                rows[name][col], rows[name][col + " se"] = float("nan"), float("nan")
+                for c in ("", " se", " mc se", " total se"):
+                    rows[name][col + c] = float("nan")
                 notes.append(
                     f"{name} × {lname}: NaN, a global explanation cannot be evaluated under the "
                     f"continuous law {law!r} (use a binary law or xailib.explainers.to_local)"
                 )
                 continue
-            det = _infd_stats(_project(law, x, draws, _term(law, x, phis[name], kind)), b, scaling)
+            a = _project(law, x, draws, _term(law, x, phis[name], kind))
+            det = _infd_stats(a, b, scaling, probs)
             rows[name][col], rows[name][col + " se"] = put(col, name, det.infidelity)
             put(col + " raw", name, det.raw)
             put(col + " beta", name, det.beta)
             put(col + " mc_se", name, det.se)
-    df = pd.DataFrame.from_dict(rows, orient="index")
-    df = df.loc[names]
-    df.attrs["per_instance"] = per
-    df.attrs["notes"] = notes
-    df.attrs["settings"] = {
+            if probs is not None:
+                mc = 0.0
+            elif n > 1:
+                ebar = ((det.beta.view(-1, 1) * a - b) ** 2).double().mean(0)  # (n,) one term per draw
+                mc = float(ebar.std() / math.sqrt(n))
+            else:
+                mc = float("nan")
+            put_mc(col, name, mc)
+    cols = []
+    for c in (["SENS_max"] if n_sens > 0 else []) + [f"INFD[{k}]" for k in perturbations]:
+        cols += [c, c + " se"]
+    cols += [c + suf for c in cols[::2] for suf in (" mc se", " total se")]
+    summary = pd.DataFrame([[rows[nm][c] for c in cols] for nm in names], index=names, columns=cols, dtype=float)
+    tidy = pd.DataFrame.from_records(records, columns=["explainer", "instance", "metric", "value"])
+    settings = {
         "N": N,
         "n_infd": n_infd,
         "n_sens": n_sens,
+        "sens_reps": sens_reps,
+        "exact": exact,
+        "exact_laws": exact_laws,
         "radius": radius,
         "scaling": scaling,
         "normalize": normalize,
         "perturbations": {k: repr(v) for k, v in perturbations.items()},
         "dtype": str(x.dtype),
     }
-    return df
+    return Evaluation(summary, tidy, notes, settings)

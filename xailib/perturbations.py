@@ -9,8 +9,8 @@ Draws are made in the dtype and on the device asked for (a float64 input gets fl
 
 Continuous laws (``binary = False``): :class:`NoisyBaseline`, :class:`Gaussian`,
 :class:`Infinitesimal`, :class:`Fixed` ``(I)``.
-Binary laws (``binary = True``, ``I = (x − baseline) ⊙ expand(z)``, NOTES "Appendix B.2
-trick"): :class:`SquareRemoval`, :class:`SingleFeature`, :class:`ShapleyKernel`,
+Binary laws (``binary = True``, ``I = (x − baseline) ⊙ expand(z)``, the book's *The paper in brief*, § Perturbation laws
+and optimal explanations, the B.2 form): :class:`SquareRemoval`, :class:`SingleFeature`, :class:`ShapleyKernel`,
 :class:`Fixed` ``(masks=z)``.
 
 Feature groups (binary laws): ``groups`` is
@@ -25,7 +25,7 @@ Feature groups (binary laws): ``groups`` is
   channels); labels are renumbered ``0 … G−1`` in sorted order.
 
 See ``notebooks/toy.ipynb`` (the laws on two features) and ``notebooks/mnist.ipynb`` (NB and
-Square on MNIST), and NOTES "Perturbations and the explanations that are optimal for them".
+Square on MNIST), and the book's *The paper in brief*, § Perturbation laws and optimal explanations.
 """
 from __future__ import annotations
 
@@ -48,7 +48,14 @@ __all__ = [
     "ShapleyKernel",
     "Fixed",
     "GroupsLike",
+    "EXACT_MAX_ATOMS",
+    "exact_support",
 ]
+
+#: ``exact="auto"`` sums a law's support exactly when it has at most this many atoms
+EXACT_MAX_ATOMS = 8192
+#: an exact sum whose support masks would exceed this many bytes is refused
+EXACT_MAX_BYTES = 1 << 31
 
 GroupsLike = Union[None, str, int, Tensor]
 
@@ -95,6 +102,39 @@ def _randint(high: int, size, g: torch.Generator, device) -> Tensor:
 
 def _uniform64(size, g: torch.Generator, device) -> Tensor:
     return rand_like_draw(size, g, device, torch.float64, kind="rand")
+
+
+def exact_support(law, feature_shape, exact="auto", device=None, dtype=None) -> Optional[Tuple[Tensor, Tensor]]:
+    """Decide between an exact sum over ``law``'s finite support and sampling.
+
+    ``exact="auto"``: exact when the law has a finite support of at most :data:`EXACT_MAX_ATOMS`
+    (8,192) atoms (SquareRemoval on 28×28 with sides 1–10: 5,605; SingleFeature: ``G``;
+    ShapleyKernel: ``2^G − 2``, i.e. ``G ≤ 13``), sampled otherwise; ``True``: exact or
+    ``ValueError`` (no finite support, or support masks over 2 GiB); ``False``: sampled.
+    Returns ``(draws, probs)`` (``probs`` in float64) for an exact sum, ``None`` to sample.
+    Replaying laws (:class:`Fixed`) are never summed: their stored draws are used as they are.
+    """
+    if exact not in ("auto", True, False):
+        raise ValueError(f"`exact` must be 'auto', True or False, got {exact!r}")
+    if exact is False or getattr(law, "n_fixed", None) is not None:
+        return None
+    F = _feature_shape(feature_shape)
+    K = law.support_size(F)
+    if K is None:
+        if exact is True:
+            law.support(F)  # raises the ValueError naming `perturbation`
+        return None
+    if exact == "auto" and K > EXACT_MAX_ATOMS:
+        return None
+    G = law.n_groups(F) if law.binary else math.prod(F)
+    item = torch.empty(0, dtype=_check_dtype(dtype)).element_size()
+    if K * G * item > EXACT_MAX_BYTES:
+        raise ValueError(
+            f"`exact`=True: the support of {law!r} has {K} atoms × {G} groups, over {EXACT_MAX_BYTES >> 30} GiB "
+            "of masks: sample it (exact=False)"
+        )
+    draws, probs = law.support(F, device, dtype)
+    return draws, probs.to(torch.float64)
 
 
 class _Groups:
@@ -200,7 +240,7 @@ class _Groups:
 
 
 class Perturbation:
-    """A perturbation law ``μ_I`` (NOTES "Perturbations and the explanations that are optimal").
+    """A perturbation law ``μ_I`` (the book's *The paper in brief*, § Perturbation laws and optimal explanations).
 
     Subclasses implement :meth:`draw` (raw draws shared by all instances) and :meth:`apply`
     (``I`` for every instance, shape ``(N, n, *F)``). ``sample(x, n, generator)`` is
@@ -217,6 +257,21 @@ class Perturbation:
 
     def apply(self, x: Tensor, draws: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def support_size(self, feature_shape) -> Optional[int]:
+        """Number of atoms of the law's finite support for ``feature_shape``, or ``None`` when the
+        law has no finite support (continuous laws; :class:`Fixed` replays its draws instead)."""
+        return None
+
+    def support(self, feature_shape, device=None, dtype=None) -> Tuple[Tensor, Tensor]:
+        """The finite support: ``(draws (K, ...), probs (K,))`` with ``Σ probs = 1``, so that
+        ``E_I[h(I)] = Σ_k probs_k h(I_k)`` exactly (binary laws: ``draws`` are 0/1 group masks
+        ``(K, G)``). Used for exact sums by :func:`xailib.metrics.infidelity`,
+        :func:`xailib.metrics.evaluate` and :class:`xailib.explainers.Optimal` (``exact=``).
+        A law without finite support → ``ValueError``."""
+        raise ValueError(
+            f"`perturbation` {self!r} has no finite support: it can only be sampled (use exact=False)"
+        )
 
     def sample(self, x: Tensor, n: int, generator: SeedLike = None) -> Tensor:
         """``I`` of shape ``(N, n, *F)`` for the instances ``x`` (``(N, *F)``)."""
@@ -257,7 +312,7 @@ class Perturbation:
 class BinaryPerturbation(Perturbation):
     """Binary law ``I = (x − baseline) ⊙ expand(z)``, ``z ∈ {0,1}^G`` a mask over feature groups.
 
-    By the Appendix B.2 trick (NOTES), ``IᵀΦ = zᵀ group_sum((x − baseline) ⊙ Φ)``, so the metrics
+    By the Appendix B.2 form, ``IᵀΦ = zᵀ group_sum((x − baseline) ⊙ Φ)``, so the metrics
     and optimal explanations work with ``z`` and never divide by ``x − baseline``.
     ``draw`` returns float 0/1 masks ``(n, G)`` in the requested dtype.
     """
@@ -355,7 +410,7 @@ class BinaryPerturbation(Perturbation):
 
 
 class NoisyBaseline(Perturbation):
-    """Noisy baseline (NOTES "Noisy Baseline"): ``I = x − clip(baseline + σ ε)``, ``ε ~ N(0, Id)``.
+    """Noisy baseline (the book's *The paper in brief*, § Perturbation laws and optimal explanations): ``I = x − clip(baseline + σ ε)``, ``ε ~ N(0, Id)``.
 
     The authors' setting is ``baseline = 0``, ``σ = 0.2``, clip to ``[0, 1]`` (``clip=None``: no
     clipping). ``draw`` returns the Gaussian ``ε`` ``(n, *F)``, shared by all instances (every
@@ -497,7 +552,7 @@ def _one_hot_draws(G: int, n: int, generator, device, dtype, stratified: bool) -
 
 
 class SquareRemoval(BinaryPerturbation):
-    """Square removal (NOTES "Square removal"): ``I = (x − baseline) ⊙ m``, ``m`` a random square.
+    """Square removal (the book's *The paper in brief*, § Perturbation laws and optimal explanations): ``I = (x − baseline) ⊙ m``, ``m`` a random square.
 
     Each draw picks a side ``k`` uniform on the integers ``sizes[0] … sizes[1]`` and a position
     uniform among those that keep the whole ``k × k`` square inside the image; the square covers
@@ -506,13 +561,26 @@ class SquareRemoval(BinaryPerturbation):
     ``min(sizes[0], m) … min(sizes[1], m)`` with ``m = min(H, W)`` (a side above ``m`` covers the
     whole shorter dimension).
 
+    **Distribution over squares** (the paper does not say which): ``weighting="sides"``
+    (default, the sampler used so far) draws the side uniformly, then the position uniformly, so
+    a square of side ``k`` has probability ``1 / (n_sides · n_pos(k))``, ``n_pos(k) = Π_j (S_j − k + 1)``
+    (small squares are individually rarer: there are more of them); ``weighting="squares"`` is
+    uniform over all ``K = Σ_k n_pos(k)`` squares (probability ``1/K`` each, so large squares are
+    rarer). The support is finite: :meth:`support` lists the ``K`` squares and their
+    probabilities (28×28, sides 1–10: ``K = Σ (29 − k)² = 5,605``), which the metrics and
+    :class:`~xailib.explainers.Optimal` sum exactly.
+
     Groups (``groups=``, default ``"pixel"``): ``z`` lives on the groups, so ``E[zzᵀ]`` is
     ``G × G``. With superpixels (int side or label map) a group is removed when the square
     covers at least half of its features, so ``I`` stays exactly ``(x − b) ⊙ expand(z)``.
     """
 
-    def __init__(self, sizes: Tuple[int, int] = (1, 10), baseline: float = 0.0, groups: GroupsLike = "pixel"):
+    def __init__(self, sizes: Tuple[int, int] = (1, 10), baseline: float = 0.0, groups: GroupsLike = "pixel",
+                 weighting: str = "sides"):
         super().__init__(baseline, groups)
+        if weighting not in ("sides", "squares"):
+            raise ValueError(f"`weighting` must be 'sides' or 'squares', got {weighting!r}")
+        self.weighting = weighting
         if (
             not isinstance(sizes, (tuple, list))
             or len(sizes) != 2
@@ -529,24 +597,29 @@ class SquareRemoval(BinaryPerturbation):
         m = min(S)
         return min(self.sizes[0], m), min(self.sizes[1], m)
 
-    def draw(self, feature_shape, n, generator=None, device=None, dtype=None) -> Tensor:
-        F, n, dtype = _feature_shape(feature_shape), _check_n(n), _check_dtype(dtype)
-        device = torch.device(device) if device is not None else torch.device("cpu")
-        g = _gen(generator, device)
-        grp = self._groups(F, device)
-        S = grp.S
+    def _positions(self, F) -> Tuple[list, list]:
+        """Sides ``lo … hi`` and, for each, the number of positions ``n_pos(k)``."""
+        S = _spatial_shape(F)
         lo, hi = self.side_range(F)
-        k = (_randint(hi - lo + 1, (n,), g, device) + lo)  # sides
-        # positions uniform on 0 … S_j − k
-        u = _uniform64((n, len(S)), g, device)
-        room = torch.stack([(s - k + 1) for s in S], dim=1).to(torch.float64)
-        pos = torch.minimum((u * room).floor().long(), room.long() - 1)
+        sides = list(range(lo, hi + 1))
+        return sides, [math.prod(s_ - k + 1 for s_ in S) for k in sides]
+
+    def _side_probabilities(self, F) -> Tensor:
+        sides, npos = self._positions(F)
+        w = torch.tensor(npos if self.weighting == "squares" else [1] * len(sides), dtype=torch.float64)
+        return w / w.sum()
+
+    @staticmethod
+    def _masks(grp, k: Tensor, pos: Tensor, device, dtype) -> Tensor:
+        """Group masks (n, G) of the squares of sides ``k`` (n,) at corners ``pos`` (n, dims)."""
+        S = grp.S
+        n = k.shape[0]
         out = torch.empty(n, grp.G, device=device, dtype=dtype)
         block = max(1, _BLOCK_ELEMENTS // max(1, grp.d))
+        ar = [torch.arange(sz, device=device).view(1, -1) for sz in S]
         for s in range(0, n, block):
             e = min(n, s + block)
             kk, pp = k[s:e].view(-1, 1), pos[s:e]
-            ar = [torch.arange(sz, device=device).view(1, -1) for sz in S]
             in_dims = [(ar[j] >= pp[:, j : j + 1]) & (ar[j] < pp[:, j : j + 1] + kk) for j in range(len(S))]
             if len(S) == 1:
                 m = in_dims[0]
@@ -555,8 +628,51 @@ class SquareRemoval(BinaryPerturbation):
             out[s:e] = grp.from_spatial(m.to(dtype))
         return out
 
+    def draw(self, feature_shape, n, generator=None, device=None, dtype=None) -> Tensor:
+        F, n, dtype = _feature_shape(feature_shape), _check_n(n), _check_dtype(dtype)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        g = _gen(generator, device)
+        grp = self._groups(F, device)
+        S = grp.S
+        lo, hi = self.side_range(F)
+        if self.weighting == "sides":
+            k = (_randint(hi - lo + 1, (n,), g, device) + lo)  # sides
+        else:  # P(side k) ∝ n_pos(k): uniform over all squares
+            p = self._side_probabilities(F).to(g.device)
+            k = (torch.multinomial(p, n, replacement=True, generator=g) + lo).to(device)
+        # positions uniform on 0 … S_j − k
+        u = _uniform64((n, len(S)), g, device)
+        room = torch.stack([(s - k + 1) for s in S], dim=1).to(torch.float64)
+        pos = torch.minimum((u * room).floor().long(), room.long() - 1)
+        return self._masks(grp, k, pos, device, dtype)
+
+    def support_size(self, feature_shape) -> int:
+        """``K = Σ_k n_pos(k)`` squares (28×28, sides 1–10: 5,605)."""
+        return sum(self._positions(_feature_shape(feature_shape))[1])
+
+    def support(self, feature_shape, device=None, dtype=None) -> Tuple[Tensor, Tensor]:
+        """All ``K`` squares as group masks ``(K, G)`` and their probabilities under ``weighting``
+        (squares ordered by side, then position; with superpixels two squares may give the same
+        mask: they stay separate atoms)."""
+        F, dtype = _feature_shape(feature_shape), _check_dtype(dtype)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        grp = self._groups(F, device)
+        S = grp.S
+        sides, npos = self._positions(F)
+        ps = self._side_probabilities(F)
+        ks, poss, probs = [], [], []
+        for k, npk, pk in zip(sides, npos, ps.tolist()):
+            grids = torch.meshgrid(*[torch.arange(s_ - k + 1, device=device) for s_ in S], indexing="ij")
+            poss.append(torch.stack([gr.reshape(-1) for gr in grids], dim=1))
+            ks.append(torch.full((npk,), k, device=device, dtype=torch.long))
+            probs.append(torch.full((npk,), pk / npk, dtype=torch.float64))
+        k = torch.cat(ks)
+        masks = self._masks(grp, k, torch.cat(poss), device, dtype)
+        return masks, torch.cat(probs).to(device=device, dtype=dtype)
+
     def _repr_fields(self):
-        return [("sizes", self.sizes), ("baseline", self.baseline), ("groups", self.groups)]
+        f = [("sizes", self.sizes), ("baseline", self.baseline), ("groups", self.groups)]
+        return f + ([("weighting", self.weighting)] if self.weighting != "sides" else [])
 
 
 class SingleFeature(BinaryPerturbation):
@@ -577,6 +693,17 @@ class SingleFeature(BinaryPerturbation):
         device = torch.device(device) if device is not None else torch.device("cpu")
         return _one_hot_draws(self.n_groups(F), n, generator, device, dtype, self.stratified)
 
+    def support_size(self, feature_shape) -> int:
+        """``G`` atoms, one per group."""
+        return self.n_groups(feature_shape)
+
+    def support(self, feature_shape, device=None, dtype=None) -> Tuple[Tensor, Tensor]:
+        """The ``G`` one-hot masks (identity), each of probability ``1/G``."""
+        F, dtype = _feature_shape(feature_shape), _check_dtype(dtype)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        G = self.n_groups(F)
+        return torch.eye(G, device=device, dtype=dtype), torch.full((G,), 1.0 / G, device=device, dtype=dtype)
+
     def _repr_fields(self):
         return [("baseline", self.baseline), ("groups", self.groups), ("stratified", self.stratified)]
 
@@ -586,14 +713,14 @@ class ShapleyKernel(BinaryPerturbation):
     subset of size ``k``.
 
     ``π_k = (G − 1) / (C(G, k) k (G − k))`` is the Shapley kernel weight of one subset of size
-    ``k``, so ``P(|z| = k) ∝ (G − 1) / (k (G − k))`` for ``k = 1 … G − 1`` (the empty and the full
-    coalitions have infinite weight and are excluded; KernelSHAP enforces them as constraints).
-    Needs ``G >= 2``. Prop. 2.4: the Shapley value is the minimiser of the infidelity under this
-    law *subject to efficiency* ``Σ A = f(x) − f(b)`` (the infinite weights of the empty and full
-    coalitions). The unconstrained ``Optimal(model, ShapleyKernel())`` is therefore *not* the
-    Shapley value (a bias of a few percent that does not shrink with more samples); use
-    :class:`xailib.explainers.KernelSHAP`, which enforces the constraint. See
-    ``notebooks/theory.ipynb`` (Prop. 2.4) and ``theory.check_shap_optimality``.
+    ``k``, so ``P(|z| = k) ∝ (G − 1) / (k (G − k))`` for ``k = 1 … G − 1``. The empty and the
+    full coalitions have **infinite** weight: they are not drawn; as in Lundberg & Lee's Theorem 2 (which the paper's proof cites), they act as the
+    constraints ``v(∅) = 0`` and efficiency ``Σ A = f(x) − f(b)``. Prop. 2.4 is therefore right as
+    stated: the Shapley value is the minimiser of the infidelity under this law, infinite weights
+    included. :class:`xailib.explainers.Optimal` and :class:`xailib.explainers.KernelSHAP` both
+    impose efficiency and converge to the exact Shapley values (exactly for ``G ≤ 13``, where
+    :meth:`support` enumerates the ``2^G − 2`` coalitions). Needs ``G >= 2``. See the chapter
+    ``notebooks/theory`` (Prop. 2.4) and ``theory.check_shap_optimality``.
     """
 
     def __init__(self, baseline: float = 0.0, groups: GroupsLike = None):
@@ -625,14 +752,40 @@ class ShapleyKernel(BinaryPerturbation):
             out[s:e] = (ranks < k[s:e].view(-1, 1)).to(device=device, dtype=dtype)
         return out
 
+    #: ``support`` is refused above this many groups (2^G − 2 atoms)
+    MAX_SUPPORT_GROUPS = 24
+
+    def support_size(self, feature_shape) -> int:
+        """``2^G − 2`` coalitions (all but the empty and the full one)."""
+        return 2 ** self.n_groups(feature_shape) - 2
+
+    def support(self, feature_shape, device=None, dtype=None) -> Tuple[Tensor, Tensor]:
+        """All ``2^G − 2`` proper non-empty coalitions ``(K, G)``; a coalition of size ``k`` has
+        probability ``P(|z| = k) / C(G, k)``. ``G > 24`` → ``ValueError``."""
+        F, dtype = _feature_shape(feature_shape), _check_dtype(dtype)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        G = self.n_groups(F)
+        if G > self.MAX_SUPPORT_GROUPS:
+            raise ValueError(
+                f"`perturbation` ShapleyKernel on {G} groups has 2^{G} − 2 atoms, too many to enumerate "
+                f"(at most {self.MAX_SUPPORT_GROUPS} groups): sample it (exact=False)"
+            )
+        codes = torch.arange(1, 2 ** G - 1, device=device)
+        bits = (codes.view(-1, 1) >> torch.arange(G, device=device).view(1, -1)) & 1
+        sizes = bits.sum(1)
+        pk = self.size_probabilities(G)  # k = 1 … G − 1
+        binom = torch.tensor([math.comb(G, k) for k in range(1, G)], dtype=torch.float64)
+        probs = (pk / binom).to(device)[sizes - 1]
+        return bits.to(dtype), probs.to(dtype)
+
 
 class Fixed(BinaryPerturbation):
     """Replays given draws: ``Fixed(I)`` (continuous, ``I`` of shape ``(n, *F)``, the same for every
     instance) or ``Fixed(masks=z, baseline=..., groups=...)`` (binary; ``z`` ``(n, G)`` 0/1 group
     masks, or ``(n, *F)`` feature masks when ``groups`` is None).
 
-    Use it to compare explainers, or xailib with Captum, on identical draws (NOTES "Monte-Carlo
-    hygiene", paired comparisons; ``benchmarks/bench_metrics.py``). ``draw(F, n)`` returns
+    Use it to compare explainers, or xailib with Captum, on identical draws (the book's *The paper in brief*, § Monte-Carlo
+    hygiene, paired comparisons; ``benchmarks/bench_metrics.py``). ``draw(F, n)`` returns
     the first ``n`` stored draws (``n`` larger than the number stored is an error); the metrics
     use ``min(n_samples, n_fixed)`` draws. The generator is ignored.
     """

@@ -1,7 +1,8 @@
-"""Monte-Carlo moments for the optimal explanation of Prop. 2.1 (function-difference form)
-and its binary B.2 form (NOTES.md, "Perturbations and the explanations that are optimal for
-them", "Appendix B.2 trick", "Monte-Carlo hygiene"). Used by :class:`Optimal` and
-:class:`KernelSHAP`.
+"""Moments and solves for the optimal explanation of Prop. 2.1 (function-difference form) and
+its binary B.2 form (the book's *The paper in brief*, § Perturbation laws and optimal
+explanations and § Monte-Carlo hygiene). Used by :class:`Optimal` and :class:`KernelSHAP`:
+Monte-Carlo moments, the leave-one-out cross-validated ridge fit (:func:`ridge_cv`) and the
+efficiency-constrained solve of the Shapley kernel (:func:`constrained_solve`).
 
 * binary laws ``I = (x − b) ⊙ expand(z)``: ``M = E[zzᵀ]`` (``G × G``, independent of ``x``:
   accumulated once, sparse when the masks are sparse, factored once) and ``c = E[z Δf]`` (``N × G``);
@@ -18,7 +19,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._utils import chunks, forward_batched, progress, select_output
+from .._utils import chunks, forward_batched, function_differences, progress, select_output
 
 #: samples drawn per call to ``perturbation.draw`` (fixed: results must not depend on batch_size)
 DRAW_BLOCK = 2048
@@ -40,19 +41,6 @@ def draw_blocks(law, feature_shape, n: int, generator, device, dtype) -> Iterato
 def n_draws(law, n_samples: int) -> int:
     nf = getattr(law, "n_fixed", None)
     return n_samples if nf is None else min(n_samples, nf)
-
-
-def perturbed_outputs(model, law, x: Tensor, target: Optional[Tensor], draws: Tensor, batch_size: int) -> Tensor:
-    """``f(x − I)`` for every instance and draw, shape ``(N, k)``, at most ``batch_size`` rows per pass."""
-    n_inst, k = x.shape[0], draws.shape[0]
-    out = x.new_empty(n_inst, k)
-    per = max(1, batch_size // n_inst)
-    for sl in chunks(k, per):
-        pts = law.perturbed(x, draws[sl])  # (N, m, *F)
-        m = pts.shape[1]
-        t = None if target is None else target.repeat_interleave(m)
-        out[:, sl] = forward_batched(model, pts.reshape(n_inst * m, *x.shape[1:]), t, batch_size).view(n_inst, m)
-    return out
 
 
 def shared_point_outputs(model, pts: Tensor, target: Optional[Tensor], n_inst: int, batch_size: int) -> Tensor:
@@ -105,7 +93,7 @@ def binary_moments(model, law, x: Tensor, target: Optional[Tensor], n: int, gene
             total += zz.shape[0]
             if M is not None:
                 add_gram(M, zz)
-            df = fx.view(-1, 1) - perturbed_outputs(model, law, x, target, zz, batch_size)
+            df = function_differences(model, x, target, None, batch_size, fx, law=law, draws=zz)
             c.addmm_(df.to(torch.float64), zz.to(torch.float64))
     if M is not None:
         M /= total
@@ -136,6 +124,73 @@ def cholesky_factor(M: Tensor, what: str = "E[IIᵀ]") -> Tensor:
     return L
 
 
+def constrained_solve(L: Tensor, c: Tensor, total: Tensor) -> Tensor:
+    """Least squares under the efficiency constraint ``1ᵀg = total`` (Lundberg & Lee's Theorem 2:
+    the Shapley kernel's infinite weight at ``|z| = d`` is this constraint).
+
+    Minimises ``gᵀMg − 2cᵀg`` subject to ``1ᵀg_n = total_n`` for every instance, given the Cholesky
+    factor ``L`` of ``M`` (G×G) and ``c`` (N, G): ``g = w − u μ`` with ``w = M⁻¹c``, ``u = M⁻¹1``,
+    ``μ = (1ᵀw − total) / 1ᵀu``. Returns (N, G) float64.
+    """
+    G = L.shape[-1]
+    w = torch.cholesky_solve(c.t().to(L.dtype), L)  # (G, N)
+    u = torch.cholesky_solve(torch.ones(G, 1, dtype=L.dtype, device=L.device), L)  # (G, 1)
+    mu = (w.sum(0) - total.to(L.dtype)) / u.sum()
+    return (w - u * mu.view(1, -1)).t()
+
+
+#: default relative ridge grid of the cross-validated fits (``λ = ρ · tr E[IIᵀ] / d``, ρ on the grid)
+CV_GRID = tuple(float(v) for v in torch.logspace(-6, 2, 17, dtype=torch.float64))
+#: bytes of stored design (n × d float64) above which ``ridge="cv"`` falls back to a fixed ridge
+CV_BUDGET = 1 << 30
+
+
+def check_grid(grid) -> Tensor:
+    """The relative ridge grid as a float64 tensor; ``ValueError`` naming ``ridge_grid`` otherwise."""
+    try:
+        g = torch.as_tensor(grid if grid is not None else CV_GRID, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"`ridge_grid` must be a sequence of numbers > 0, got {grid!r}") from None
+    if g.numel() == 0 or not torch.isfinite(g).all() or not (g > 0).all():
+        raise ValueError(f"`ridge_grid` must be a non-empty sequence of finite numbers > 0, got {grid!r}")
+    return g
+
+
+def ridge_cv(X: Tensor, Y: Tensor, grid: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Ridge regressions ``y ≈ Xφ`` for every row ``y`` of ``Y`` (N', n) on the shared design ``X``
+    (n, d), each with its own ridge chosen by closed-form leave-one-out cross-validation.
+
+    For ``ρ`` on ``grid``: ``φ_ρ = (XᵀX/n + λ Id)⁻¹ Xᵀy/n`` with ``λ = ρ · tr(XᵀX/n) / d`` (the
+    scale of :func:`add_ridge_`). With ``XᵀX = V diag(s) Vᵀ`` and ``U = XV``, the hat matrix's
+    diagonal is ``h_j = Σ_k U_jk² / (s_k + nλ)`` and the leave-one-out residual of draw ``j`` is
+    ``e_j / (1 − h_j)``: its mean square is the out-of-sample (unscaled) infidelity of ``φ_ρ`` on
+    fresh draws, estimated without refitting. The ``ρ`` minimising it is kept per row.
+    Returns ``(φ (N', d), ρ chosen (N',), criterion (N', len(grid)))``, float64.
+    Cost: one ``d × d`` eigendecomposition and ``O(n d (N' + len(grid) N'))``.
+    """
+    X = X.to(torch.float64)
+    Y = Y.to(torch.float64)
+    n, d = X.shape
+    s, V = torch.linalg.eigh(X.T @ X)
+    s = s.clamp_min(0)
+    U = X @ V  # (n, d)
+    U2 = U * U
+    q = U.T @ Y.T  # (d, N')
+    tr = s.sum()
+    crit = torch.empty(Y.shape[0], grid.numel(), dtype=torch.float64, device=X.device)
+    for k, rho in enumerate(grid.tolist()):
+        mu = rho * tr / d if tr > 0 else torch.tensor(rho * n, dtype=torch.float64)
+        f = 1.0 / (s + mu)
+        fitted = U @ (q * f.view(-1, 1))  # (n, N')
+        h = (U2 @ f).clamp(max=1 - 1e-12)
+        crit[:, k] = (((Y.T - fitted) / (1 - h).view(-1, 1)) ** 2).mean(0)
+    best = crit.argmin(1)
+    rho_best = grid.to(X.device)[best]
+    mu = rho_best * tr / d if tr > 0 else rho_best * n
+    coef = V @ (q / (s.view(-1, 1) + mu.view(1, -1)))  # (d, N')
+    return coef.T, rho_best, crit
+
+
 def continuous_mode(law) -> str:
     """How ``I`` depends on ``x`` for a continuous law (chooses the cheapest exact algebra):
 
@@ -153,6 +208,47 @@ def continuous_mode(law) -> str:
     if isinstance(law, (P.Gaussian, P.Infinitesimal)) or (isinstance(law, P.Fixed) and not law.binary):
         return "shared_I"
     return "general"
+
+
+def continuous_optimal_cv(model, law, x: Tensor, target: Optional[Tensor], n: int, generator, batch_size: int,
+                          grid: Tensor, mode: Optional[str] = None) -> Tuple[Tensor, Tensor]:
+    """:func:`continuous_optimal` with each instance's ridge chosen by leave-one-out cross-validation
+    (:func:`ridge_cv`), on the same draws. Stores the ``n × d`` design (float64).
+    Returns ``(Φ (N, d), ρ (N,))``."""
+    mode = mode or continuous_mode(law)
+    F = tuple(x.shape[1:])
+    N, d = x.shape[0], x[0].numel()
+    f64 = torch.float64
+    fx = forward_batched(model, x, target, batch_size)
+    Js, dfs, raw = [], [], []
+    for _, draws in draw_blocks(law, F, n, generator, x.device, x.dtype):
+        if mode == "shared_point":
+            J = law.perturbed(x[:1], draws)[0]  # x − I, shared by all instances
+            dfs.append(fx.view(-1, 1) - shared_point_outputs(model, J, target, N, batch_size))
+            Js.append(J.reshape(J.shape[0], d).to(f64))
+        elif mode == "shared_I":
+            J = law.apply(x[:1], draws)[0]
+            dfs.append(function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws))
+            Js.append(J.reshape(J.shape[0], d).to(f64))
+        else:
+            dfs.append(function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws))
+            raw.append(draws)
+    D = torch.cat(dfs, 1).to(f64)  # (N, n)
+    if mode == "shared_I":
+        phi, rho, _ = ridge_cv(torch.cat(Js), D, grid)
+        return phi, rho
+    out = torch.empty(N, d, dtype=f64, device=x.device)
+    rho = torch.empty(N, dtype=f64, device=x.device)
+    J = torch.cat(Js) if mode == "shared_point" else None
+    draws = torch.cat(raw) if raw else None
+    for i in range(N):
+        if mode == "shared_point":
+            Xi = x[i].reshape(1, d).to(f64) - J  # I = x − (x − I)
+        else:
+            Xi = law.apply(x[i : i + 1], draws)[0].reshape(-1, d).to(f64)
+        phi_i, rho_i, _ = ridge_cv(Xi, D[i : i + 1], grid)
+        out[i], rho[i] = phi_i[0], rho_i[0]
+    return out, rho
 
 
 #: bytes of d×d float64 systems held at once (instances are processed in groups below it)
@@ -183,7 +279,7 @@ def continuous_optimal(model, law, x: Tensor, target: Optional[Tensor], n: int, 
                 df = fx.view(-1, 1) - shared_point_outputs(model, J, target, N, batch_size)
             else:
                 J = law.apply(x[:1], draws)[0]  # I, the same for every instance
-                df = fx.view(-1, 1) - perturbed_outputs(model, law, x, target, draws, batch_size)
+                df = function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws)
             J = J.reshape(J.shape[0], d).to(f64)
             total += J.shape[0]
             S.addmm_(J.t(), J)
@@ -223,7 +319,7 @@ def continuous_optimal(model, law, x: Tensor, target: Optional[Tensor], n: int, 
             per = max(1, batch_size // xs.shape[0])
             for s2 in chunks(draws.shape[0], per):
                 I = law.apply(xs, draws[s2])
-                df = fx[sl].view(-1, 1) - perturbed_outputs(model, law, xs, ts, draws[s2], batch_size)
+                df = function_differences(model, xs, ts, None, batch_size, fx[sl], law=law, draws=draws[s2])
                 I = I.reshape(xs.shape[0], -1, d).to(f64)
                 Mn.baddbmm_(I.transpose(1, 2), I)
                 c.add_(torch.bmm(I.transpose(1, 2), df.to(f64).unsqueeze(2)).squeeze(2))

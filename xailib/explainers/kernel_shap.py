@@ -9,7 +9,8 @@ from torch import Tensor
 
 from .._utils import DEFAULT_BATCH_SIZE, check_positive, forward_batched
 from ._base import Explainer, check_seed
-from ._regression import add_ridge_, binary_moments, cholesky_factor, perturbed_outputs
+from .._utils import function_differences
+from ._regression import add_ridge_, binary_moments, cholesky_factor, constrained_solve
 from .optimal import _GramCache
 
 __all__ = ["KernelSHAP"]
@@ -64,7 +65,7 @@ class KernelSHAP(_GramCache, Explainer):
         G = law.n_groups(F)
         fx = forward_batched(self.model, x, target, self.batch_size)
         ones = torch.ones(1, G, dtype=x.dtype, device=x.device)
-        total = (fx.view(-1, 1) - perturbed_outputs(self.model, law, x, target, ones, self.batch_size)).squeeze(1)
+        total = function_differences(self.model, x, target, None, self.batch_size, fx, law=law, draws=ones).squeeze(1)
         total = total.to(torch.float64)
         if G == 1:
             return law.spread(total.view(-1, 1).to(x.dtype), F)
@@ -77,8 +78,5 @@ class KernelSHAP(_GramCache, Explainer):
             L = cholesky_factor(M, "E[zzᵀ]")
             del M
             self._store_factor(key, L)
-        w = torch.cholesky_solve(c.t(), L)  # (G, N)
-        u = torch.cholesky_solve(torch.ones(G, 1, dtype=torch.float64, device=x.device), L)  # (G, 1)
-        mu = (w.sum(0) - total) / u.sum()
-        phi = (w - u * mu.view(1, -1)).t()
+        phi = constrained_solve(L, c, total)
         return law.spread(phi.to(x.dtype), F)
