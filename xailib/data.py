@@ -379,7 +379,7 @@ def _probe(urls: List[str], deadline: float) -> None:
         except Exception as e:  # URLError, timeouts, resets
             errors.append(f"{url}: {getattr(e, 'reason', e)}")
     raise TimeoutError(
-        f"no answer within {DOWNLOAD_TIMEOUT_S:g} s from " + ("; ".join(errors) or ", ".join(urls))
+        f"no mirror answered within {DOWNLOAD_TIMEOUT_S:g} s: " + ("; ".join(errors) or ", ".join(urls))
     )
 
 
