@@ -171,8 +171,18 @@ def test_dtype_mismatch_names_x(dtype):
     with pytest.raises(TypeError, match=r"`x` has dtype"):
         M.evaluate(model, {"g": Gradient(model)}, x, 0, n_infd=4, n_sens=2)
     # a function wrapping the model is not inspectable: torch's error is translated
-    with pytest.raises(TypeError, match=r"dtype"):
+    with pytest.raises(TypeError, match=r"`x` has dtype"):
         Gradient(lambda z: model(z))(x, 0)
+
+    class Casting(nn.Module):  # casts its input itself: must not be refused
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, z):
+            return self.lin(z.float())
+
+    assert Gradient(Casting().eval())(torch.rand(2, 4, dtype=f64), 0).dtype == f64
 
 
 def _cnn():
@@ -190,6 +200,26 @@ def test_image_without_batch_dimension_names_x():
     with pytest.raises(ValueError, match=r"`x`.*\(N, \*F\)"):  # not inspectable: torch's error translated
         Gradient(lambda z: model(z))(img, 0)
     assert Gradient(model)(img.unsqueeze(0), 0).shape == (1, 1, 8, 8)
+    # a CNN whose unbatched output has a plausible shape: caught by the row count, not silently used
+    pooled = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(0), nn.Linear(3, 2))
+    with pytest.raises(ValueError, match=r"`x`.*unsqueeze\(0\)"):
+        Gradient(lambda z: pooled(z))(img)
+
+
+def test_model_with_internal_reshape_is_not_refused():
+    """A model that adds the channel dimension itself takes (N, H, W): no false refusal."""
+    cnn = _cnn()
+
+    class AddChannel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = cnn
+
+        def forward(self, z):
+            return self.net(z.unsqueeze(1))
+
+    x = torch.rand(1, 8, 8)
+    assert Gradient(AddChannel().eval())(x, 0).shape == (1, 8, 8)
 
 
 def test_model_returning_a_tuple_names_model():

@@ -174,7 +174,13 @@ def select_output(out: Tensor, target: Optional[Tensor], name: str = "model") ->
 
 def forward_target(model: Callable[[Tensor], Tensor], x: Tensor, target: Optional[Tensor]) -> Tensor:
     """``f(x)``: the model output selected by ``target`` (already normalised), shape (B,)."""
-    return select_output(call_model(model, x), target)
+    out = call_model(model, x)
+    if isinstance(out, Tensor) and (out.dim() == 0 or out.shape[0] != x.shape[0]):
+        raise ValueError(
+            f"`model` returned shape {tuple(out.shape)} for `x` of shape {tuple(x.shape)}: one output row per "
+            "instance is expected. Is `x` batched, (N, *F)? (add a batch dimension with x.unsqueeze(0))"
+        )
+    return select_output(out, target)
 
 
 def forward_batched(
@@ -259,11 +265,15 @@ def check_model(model, name: str = "model"):
     return model
 
 
-def _first_layer(model: nn.Module) -> Optional[nn.Module]:
-    for m in model.modules():
-        if next(iter(m.children()), None) is None and any(True for _ in m.parameters(recurse=False)):
-            return m
-    return None
+def _first_leaf(model: nn.Module) -> Optional[nn.Module]:
+    """The layer that sees ``x`` first, when that is certain: the first leaf of an ``nn.Sequential``
+    (nested Sequentials allowed); None for any other module (its forward may reshape or cast ``x``)."""
+    m = model
+    while isinstance(m, nn.Sequential) and len(m) > 0:
+        m = m[0]
+    if m is model or isinstance(m, nn.Sequential) or next(iter(m.children()), None) is not None:
+        return None
+    return m
 
 
 def _param_dtype(model) -> Optional[torch.dtype]:
@@ -274,27 +284,31 @@ def _param_dtype(model) -> Optional[torch.dtype]:
     return None
 
 
-def check_model_input(model, x: Tensor, name: str = "x") -> None:
-    """Catch, before any forward pass, the two input mistakes that torch reports obscurely.
+_CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 
-    * ``x`` without its batch dimension: ``model``'s first layer (in registration order) is a
-      ``ConvNd`` and ``x`` has ``n + 1`` dimensions (an unbatched image);
-    * ``x``'s floating dtype differs from the model's parameters (float16/float64 input for a
-      float32 model).
-    Only ``nn.Module`` models are inspected; other errors surface in :func:`call_model`.
+
+def check_model_input(model, x: Tensor, name: str = "x") -> None:
+    """Catch, before any forward pass, the two input mistakes that torch reports obscurely, where
+    they are certain (``model`` an ``nn.Sequential``, so its first layer sees ``x`` as is):
+
+    * ``x`` without its batch dimension: the first layer is a ``ConvNd`` and ``x`` has ``n + 1``
+      dimensions (an unbatched image);
+    * ``x``'s floating dtype differs from the first layer's parameters (a float16/float64 input
+      for a float32 model).
+
+    Other models are checked when they run (:func:`call_model` translates torch's errors).
     """
-    if not isinstance(model, nn.Module):
+    first = _first_leaf(model) if isinstance(model, nn.Module) else None
+    if first is None:
         return
-    first = _first_layer(model)
-    conv = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
-    nd = conv.get(type(first))
+    nd = _CONV_DIMS.get(type(first))
     if nd is not None and x.dim() == nd + 1:
         raise ValueError(
             f"`{name}` has shape {tuple(x.shape)} but the model's first layer {first} expects batched "
             f"inputs (N, C, ...) with {nd + 2} dimensions: `{name}` must be (N, *F); add the batch "
             f"dimension with {name}.unsqueeze(0)"
         )
-    pd = _param_dtype(model)
+    pd = _param_dtype(first)
     if pd is not None and x.dtype != pd:
         raise TypeError(
             f"`{name}` has dtype {x.dtype} but the model's parameters are {pd}: convert the input "
@@ -322,9 +336,9 @@ def call_model(model: Callable[[Tensor], Tensor], x: Tensor, name: str = "model"
         if any(k in msg for k in _DTYPE_ERRORS) and "shape" not in msg:
             pd = _param_dtype(model)
             raise TypeError(
-                f"`{name}` failed on `x` of dtype {x.dtype}"
+                f"`x` has dtype {x.dtype}, which `{name}` cannot take"
                 + (f" (its parameters are {pd}; convert x with x.to({pd}))" if pd is not None else "")
-                + f": {msg}"
+                + f". torch said: {msg}"
             ) from e
         if any(k in msg for k in _SHAPE_ERRORS):
             raise ValueError(
