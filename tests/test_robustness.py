@@ -289,6 +289,9 @@ def test_metrics_accept_a_captum_callable_as_local_by_default():
                                M.sensitivity_max(lambda z, target: Gradient(net)(z, target).abs(), x, t, n_samples=8))
     df = M.evaluate(net, {"sal": sal, "grad": Gradient(net)}, x, t, n_infd=32, n_sens=4)
     assert list(df.index) == ["sal", "grad"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a plain function: no "different model" warning
+        M.infidelity(net, lambda z, target: Gradient(net)(z, target), x, t, n_samples=8)
 
 
 def test_captum_global_attributions_via_kind():

@@ -137,7 +137,7 @@ def _resolve_explanation(explanation, x, t, kind, model=None):
         if kind is not None and kind != ek:
             raise ValueError(f"`kind`={kind!r} contradicts the explainer's kind {ek!r}")
         kind = ek
-        if model is not None and hasattr(explanation, "model") and explanation.model is not model:
+        if model is not None and getattr(explanation, "model", None) not in (None, model):
             warnings.warn("the explainer explains a different model than `model`", stacklevel=3)
         phi = _explain(explanation, x, t, "explanation")
     else:
