@@ -112,7 +112,8 @@ class PerturbFuncLaw(Perturbation):
       repeated batch gets its own draw, as in Captum), and they depend on the whole batch ``x``.
 
     Memory: the ``N·n`` perturbations are built at once, as Captum does with
-    ``max_examples_per_batch=None``.
+    ``max_examples_per_batch=None``, and the last batch stays cached in the law (so that the
+    metrics' chunked passes reuse it); :meth:`clear` frees it.
     """
 
     binary = False
@@ -166,6 +167,10 @@ class PerturbFuncLaw(Perturbation):
             self._cache = (key, I, P)
         k = draws[:, 1].long().to(x.device)
         return self._cache[1][:, k], self._cache[2][:, k]
+
+    def clear(self) -> None:
+        """Free the cached perturbations of the last batch."""
+        self._cache = None
 
     def apply(self, x: Tensor, draws: Tensor) -> Tensor:
         return self._run(x, draws)[0]
