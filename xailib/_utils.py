@@ -6,10 +6,16 @@ error from deep inside torch.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import inspect
+import math
 import os
 import sys
-from typing import Callable, Iterator, Optional, Union
+import warnings
+import weakref
+from typing import Callable, Iterator, List, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -42,8 +48,8 @@ def check_input(x, name: str = "x", min_dim: int = 2) -> Tensor:
     return x
 
 
-def check_positive(value, name: str, integer: bool = False):
-    """Validate a strictly positive number (``int`` when ``integer``)."""
+def check_positive(value, name: str, integer: bool = False, finite: bool = True):
+    """Validate a strictly positive number (``int`` when ``integer``), finite unless ``finite=False``."""
     if integer:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"`{name}` must be a positive int, got {value!r}")
@@ -51,6 +57,8 @@ def check_positive(value, name: str, integer: bool = False):
         raise TypeError(f"`{name}` must be a positive number, got {value!r}")
     if not value > 0:
         raise ValueError(f"`{name}` must be > 0, got {value!r}")
+    if finite and not integer and not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
     return value
 
 
@@ -113,21 +121,38 @@ def check_target(target: TargetLike, n: int, device) -> Optional[Tensor]:
     if isinstance(target, bool):
         raise TypeError("`target` must be an int or a LongTensor of shape (N,), got a bool")
     if isinstance(target, int):
+        if target < 0:
+            raise ValueError(f"`target` must be a class index >= 0, got the negative value {target}")
         return torch.full((n,), target, dtype=torch.long, device=device)
     if isinstance(target, Tensor):
         if target.dtype.is_floating_point or target.dtype == torch.bool:
             raise TypeError(f"`target` must hold integer class indices, got dtype {target.dtype}")
         if target.dim() == 0:
-            return torch.full((n,), int(target), dtype=torch.long, device=device)
+            return check_target(int(target), n, device)
         if target.shape != (n,):
             raise ValueError(f"`target` must be an int or have shape ({n},), got shape {tuple(target.shape)}")
+        if target.numel() and int(target.min()) < 0:
+            raise ValueError(
+                f"`target` must hold class indices >= 0, got negative values (min {int(target.min())})"
+            )
         return target.to(device=device, dtype=torch.long)
     raise TypeError(f"`target` must be an int or a LongTensor of shape (N,), got {type(target).__name__}")
 
 
 def select_output(out: Tensor, target: Optional[Tensor], name: str = "model") -> Tensor:
     """Reduce a model output of shape (B,), (B, 1) or (B, C) to the explained scalar (B,)."""
+    if not isinstance(out, Tensor):
+        raise TypeError(
+            f"`{name}` must return a tensor of shape (N,) or (N, C), got a {type(out).__name__}"
+            + (": wrap it to select the output to explain, e.g. lambda x: model(x)[0]"
+               if isinstance(out, (tuple, list)) else "")
+        )
     if out.dim() == 1:
+        if target is not None:
+            raise ValueError(
+                f"`target` must be None: `{name}` returns one value per instance (shape (N,)), "
+                "there is no class to select"
+            )
         return out
     if out.dim() == 2 and out.shape[1] == 1 and target is None:
         return out[:, 0]
@@ -138,14 +163,24 @@ def select_output(out: Tensor, target: Optional[Tensor], name: str = "model") ->
             f"`target` is required: `{name}` returns {out.shape[1]} outputs per instance; "
             "pass the class index to explain (an int or a LongTensor of shape (N,))"
         )
-    if target.max() >= out.shape[1] or target.min() < 0:
+    if target.min() < 0:
+        raise ValueError(
+            f"`target` must lie in [0, {out.shape[1] - 1}], got negative values (min {int(target.min())})"
+        )
+    if target.max() >= out.shape[1]:
         raise ValueError(f"`target` must lie in [0, {out.shape[1] - 1}], got values up to {int(target.max())}")
     return out.gather(1, target.view(-1, 1)).squeeze(1)
 
 
 def forward_target(model: Callable[[Tensor], Tensor], x: Tensor, target: Optional[Tensor]) -> Tensor:
     """``f(x)``: the model output selected by ``target`` (already normalised), shape (B,)."""
-    return select_output(model(x), target)
+    out = call_model(model, x)
+    if isinstance(out, Tensor) and (out.dim() == 0 or out.shape[0] != x.shape[0]):
+        raise ValueError(
+            f"`model` returned shape {tuple(out.shape)} for `x` of shape {tuple(x.shape)}: one output row per "
+            "instance is expected. Is `x` batched, (N, *F)? (add a batch dimension with x.unsqueeze(0))"
+        )
+    return select_output(out, target)
 
 
 def forward_batched(
@@ -247,3 +282,193 @@ def function_differences(
     if bar is not None:
         bar.close()
     return fx.view(-1, 1) - out
+
+
+# --------------------------------------------------------------------------- models
+def check_model(model, name: str = "model"):
+    """Validate a model: a callable ``f(x) -> (N,) | (N, C)`` (an ``nn.Module`` or a function)."""
+    if model is None:
+        raise TypeError(f"`{name}` is None: pass the model to explain (an nn.Module or a function of x)")
+    if isinstance(model, type):
+        raise TypeError(
+            f"`{name}` must be a model instance, got the class {model.__name__}: instantiate it first"
+        )
+    if not callable(model):
+        raise TypeError(f"`{name}` must be callable (an nn.Module or a function), got {type(model).__name__}")
+    return model
+
+
+def _first_leaf(model: nn.Module) -> Optional[nn.Module]:
+    """The layer that sees ``x`` first, when that is certain: the first leaf of an ``nn.Sequential``
+    (nested Sequentials allowed); None for any other module (its forward may reshape or cast ``x``)."""
+    m = model
+    while isinstance(m, nn.Sequential) and len(m) > 0:
+        m = m[0]
+    if m is model or isinstance(m, nn.Sequential) or next(iter(m.children()), None) is not None:
+        return None
+    return m
+
+
+def _param_dtype(model) -> Optional[torch.dtype]:
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return None
+
+
+_CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+
+
+def check_model_input(model, x: Tensor, name: str = "x") -> None:
+    """Catch, before any forward pass, the two input mistakes that torch reports obscurely, where
+    they are certain (``model`` an ``nn.Sequential``, so its first layer sees ``x`` as is):
+
+    * ``x`` without its batch dimension: the first layer is a ``ConvNd`` and ``x`` has ``n + 1``
+      dimensions (an unbatched image);
+    * ``x``'s floating dtype differs from the first layer's parameters (a float16/float64 input
+      for a float32 model).
+
+    Other models are checked when they run (:func:`call_model` translates torch's errors).
+    """
+    first = _first_leaf(model) if isinstance(model, nn.Module) else None
+    if first is None:
+        return
+    nd = _CONV_DIMS.get(type(first))
+    if nd is not None and x.dim() == nd + 1:
+        raise ValueError(
+            f"`{name}` has shape {tuple(x.shape)} but the model's first layer {first} expects batched "
+            f"inputs (N, C, ...) with {nd + 2} dimensions: `{name}` must be (N, *F); add the batch "
+            f"dimension with {name}.unsqueeze(0)"
+        )
+    pd = _param_dtype(first)
+    if pd is not None and x.dtype != pd:
+        raise TypeError(
+            f"`{name}` has dtype {x.dtype} but the model's parameters are {pd}: convert the input "
+            f"({name}.to({pd})) or the model (model.to({x.dtype}))"
+        )
+
+
+_SHAPE_ERRORS = ("shapes cannot be multiplied", "size mismatch", "Expected 3D", "Expected 4D", "Expected 2D",
+                 "Expected 5D", "expected input", "Given groups", "must match the size", "input.size(-1) must be",
+                 "Expected input batch_size", "is invalid for input of size", "Expected more than 1 value")
+_DTYPE_ERRORS = ("same dtype", "expected scalar type", "Input type", "dtype", "should be the same")
+
+
+def call_model(model: Callable[[Tensor], Tensor], x: Tensor, name: str = "model") -> Tensor:
+    """``model(x)``, re-raising torch's shape/dtype errors as ``ValueError``/``TypeError`` naming ``x``.
+
+    A ``RuntimeError`` whose message looks like a dtype mismatch becomes a ``TypeError``, one that
+    looks like a shape mismatch a ``ValueError`` saying that ``x`` must be ``(N, *F)``; other
+    errors propagate unchanged.
+    """
+    try:
+        return model(x)
+    except RuntimeError as e:
+        msg = str(e)
+        if any(k in msg for k in _DTYPE_ERRORS) and "shape" not in msg:
+            pd = _param_dtype(model)
+            raise TypeError(
+                f"`x` has dtype {x.dtype}, which `{name}` cannot take"
+                + (f" (its parameters are {pd}; convert x with x.to({pd}))" if pd is not None else "")
+                + f". torch said: {msg}"
+            ) from e
+        if any(k in msg for k in _SHAPE_ERRORS):
+            raise ValueError(
+                f"`{name}` failed on `x` of shape {tuple(x.shape)}: `x` must be batched, (N, *F) with F "
+                f"the model's input shape (add a batch dimension with x.unsqueeze(0) for one instance). "
+                f"torch said: {msg}"
+            ) from e
+        raise
+
+
+def _modules_in(obj, depth: int = 0) -> List[nn.Module]:
+    """The ``nn.Module`` objects behind a model/explainer/explanation callable (best effort)."""
+    if obj is None or depth > 3 or isinstance(obj, (Tensor, type)):
+        return []
+    if isinstance(obj, nn.Module):
+        return [obj]
+    out: List[nn.Module] = []
+    if inspect.ismethod(obj):
+        out += _modules_in(obj.__self__, depth + 1)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            out += _modules_in(v, depth + 1)
+    else:
+        for attr in ("model", "forward_func", "base", "fn", "func"):
+            v = getattr(obj, attr, None)
+            if v is not None and v is not obj:
+                out += _modules_in(v, depth + 1)
+    return out
+
+
+_WARNED_TRAINING = weakref.WeakSet()
+
+
+def _mode_dependent(m: nn.Module) -> bool:
+    """Whether ``m`` computes differently in training mode (dropout, batch/instance norm, RNN dropout)."""
+    from torch.nn.modules.batchnorm import _NormBase
+    from torch.nn.modules.dropout import _DropoutNd
+
+    return isinstance(m, (_DropoutNd, _NormBase, nn.RNNBase))
+
+
+@contextlib.contextmanager
+def eval_mode(*objs):
+    """Run the body with every ``nn.Module`` behind ``objs`` in eval mode, then restore each submodule's
+    ``training`` flag exactly.
+
+    A model in training mode gives silently wrong explanations and metrics (Dropout redraws its mask
+    at every call, BatchNorm mixes the rows of a batch and updates ``running_mean``/``running_var``),
+    so every public entry point of xailib (:class:`~xailib.explainers.Explainer` calls and the
+    functions of :mod:`xailib.metrics`) explains the model in eval mode, with a one-time warning
+    per model when it holds a mode-dependent layer (dropout, batch/instance norm, RNN). The
+    caller's mode and buffers are unchanged afterwards.
+    """
+    saved = []
+    seen = set()
+    for obj in objs:
+        for m in _modules_in(obj):
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            flags = [(sub, sub.training) for sub in m.modules()]
+            if any(f for _, f in flags):
+                if m not in _WARNED_TRAINING and any(f and _mode_dependent(sub) for sub, f in flags):
+                    _WARNED_TRAINING.add(m)
+                    warnings.warn(
+                        f"xailib: the model {type(m).__name__} is in training mode; it is explained in eval "
+                        "mode (as after model.eval()) and its mode is restored afterwards. Call "
+                        "model.eval() yourself to silence this warning.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                saved.append(flags)
+                m.eval()
+    try:
+        yield
+    finally:
+        for flags in saved:
+            for sub, f in flags:
+                sub.training = f
+
+
+def in_eval_mode(*arg_names: str):
+    """Decorator: run the function inside :func:`eval_mode` of the arguments named ``arg_names``."""
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                bound = sig.bind_partial(*args, **kwargs)
+            except TypeError:
+                return fn(*args, **kwargs)
+            objs = [bound.arguments.get(a) for a in arg_names]
+            with eval_mode(*objs):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco

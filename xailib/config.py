@@ -37,11 +37,12 @@ def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def setup(seed: int = 0, threads: int | None = None, deterministic: bool = True, style: bool = True) -> str:
+def setup(seed: int = 0, threads: int | None = None, deterministic: bool = True, style: bool = True) -> None:
     """Seed every generator, pin the thread count, make torch deterministic, set plot style.
 
     Every chapter starts with one ``xailib.setup()`` call. ``threads`` defaults to
-    ``XAILIB_THREADS`` or 2. Returns (and prints) one line describing the settings.
+    ``XAILIB_THREADS`` or 2. Prints one line describing the settings and returns None (so a
+    chapter's ``xailib.setup()`` cell shows that line once, not again as the cell's value).
     """
     import numpy as np
     import torch
@@ -70,4 +71,3 @@ def setup(seed: int = 0, threads: int | None = None, deterministic: bool = True,
             pass
     line = f"xailib: profile={profile()} seed={seed} threads={threads} device={device().type}"
     print(line)
-    return line

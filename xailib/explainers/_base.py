@@ -22,9 +22,12 @@ from .._utils import (
     TargetLike,
     check_differentiable,
     check_input,
+    check_model,
+    check_model_input,
     check_positive,
     check_target,
     chunks,
+    eval_mode,
     forward_target,
     make_generator,
 )
@@ -188,9 +191,7 @@ class Explainer:
 
     def __init__(self, model: Callable[[Tensor], Tensor], batch_size: int = DEFAULT_BATCH_SIZE,
                  name: Optional[str] = None):
-        if not callable(model):
-            raise TypeError(f"`model` must be callable (an nn.Module or a function), got {type(model).__name__}")
-        self.model = model
+        self.model = check_model(model)
         self.batch_size = check_positive(batch_size, "batch_size", integer=True)
         if name is not None:
             if not isinstance(name, str):
@@ -199,11 +200,15 @@ class Explainer:
 
     # -- public call -----------------------------------------------------------------
     def __call__(self, x: Tensor, target: TargetLike = None, *, generator: SeedLike = None) -> Tensor:
+        """Explain ``x`` (N, *F). A model in training mode is explained in eval mode (one-time
+        warning) and its mode restored: ``xailib._utils.eval_mode``."""
         x = check_input(x)
         t = check_target(target, x.shape[0], x.device)
         gen = self._make_generator(generator, x.device)
-        self._check(x, t)
-        out = self._attribute(x.detach(), t, gen, None)
+        check_model_input(self.model, x)
+        with eval_mode(self.model):
+            self._check(x, t)
+            out = self._attribute(x.detach(), t, gen, None)
         return out.detach().to(device=x.device, dtype=x.dtype)
 
     def attribute(self, x: Tensor, target: TargetLike = None, *, generator: SeedLike = None) -> Tensor:

@@ -17,6 +17,14 @@ __all__ = ["GuidedBackprop"]
 #: — which calls ``F.relu`` — and their in-place variants)
 RELU_NAMES = frozenset({"relu", "relu_"})
 
+#: other spellings of ReLU, guided when their arguments make them exactly ``max(x, 0)``:
+#: ``clamp(x, min=0)``/``clip``/``clamp_min(x, 0)`` (no upper bound), ``torch.maximum(x, 0)``/
+#: ``torch.max(x, zeros)``/``fmax`` (one operand an all-zero constant tensor), ``F.threshold(x, 0, 0)``
+CLAMP_NAMES = frozenset({"clamp", "clamp_", "clip", "clip_"})
+CLAMP_MIN_NAMES = frozenset({"clamp_min", "clamp_min_"})
+MAX_NAMES = frozenset({"maximum", "max", "fmax"})
+THRESHOLD_NAMES = frozenset({"threshold", "threshold_", "_threshold"})
+
 #: element-wise nonlinear activations for which guided back-propagation has no rule
 #: (refused when ``strict=True``). Softmax/log-softmax (output normalisation), max-pooling and
 #: other piecewise-linear routing ops are allowed: their plain gradient is used.
@@ -24,7 +32,7 @@ NON_RELU_ACTIVATIONS = frozenset({
     "sigmoid", "sigmoid_", "tanh", "tanh_", "gelu", "silu", "silu_", "mish", "softplus", "elu", "elu_",
     "selu", "selu_", "celu", "celu_", "leaky_relu", "leaky_relu_", "rrelu", "rrelu_", "prelu", "relu6",
     "hardtanh", "hardtanh_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "logsigmoid",
-    "softsign", "tanhshrink", "softshrink", "hardshrink", "threshold", "threshold_", "glu",
+    "softsign", "tanhshrink", "softshrink", "hardshrink", "threshold", "threshold_", "_threshold", "glu",
 })
 
 
@@ -64,6 +72,54 @@ class _GuidedReLUInplace(torch.autograd.Function):
         return _guided_grad(grad, out)
 
 
+def _is_zero(v) -> bool:
+    """A constant 0: the number 0 or an all-zero tensor that carries no gradient."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float)):
+        return v == 0
+    if isinstance(v, Tensor):
+        return not v.requires_grad and v.numel() > 0 and bool((v == 0).all())
+    return False
+
+
+def _arg(args, kwargs, i, key, default=None):
+    return args[i] if len(args) > i else kwargs.get(key, default)
+
+
+def _relu_spelling(name, args, kwargs):
+    """``(input, inplace)`` when the call ``name(*args, **kwargs)`` is a ReLU, else None."""
+    if name in RELU_NAMES:
+        inp = args[0] if args else kwargs.get("input", kwargs.get("self"))
+        inplace = name == "relu_" or bool(kwargs.get("inplace", False)) or (len(args) > 1 and args[1] is True)
+        return inp, inplace
+    if name in CLAMP_NAMES:
+        inp = _arg(args, kwargs, 0, "input", kwargs.get("self"))
+        lo, hi = _arg(args, kwargs, 1, "min"), _arg(args, kwargs, 2, "max")
+        if hi is None and _is_zero(lo):
+            return inp, name.endswith("_")
+        return None
+    if name in CLAMP_MIN_NAMES:
+        inp = _arg(args, kwargs, 0, "input", kwargs.get("self"))
+        if _is_zero(_arg(args, kwargs, 1, "min")):
+            return inp, name.endswith("_")
+        return None
+    if name in MAX_NAMES:
+        a, b = _arg(args, kwargs, 0, "input", kwargs.get("self")), _arg(args, kwargs, 1, "other")
+        if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or kwargs.get("out") is not None:
+            return None
+        for inp, other in ((a, b), (b, a)):
+            if _is_zero(other) and not _is_zero(inp) and torch.broadcast_shapes(inp.shape, other.shape) == inp.shape:
+                return inp, False
+        return None
+    if name in THRESHOLD_NAMES:
+        inp = _arg(args, kwargs, 0, "input")
+        if _is_zero(_arg(args, kwargs, 1, "threshold")) and _is_zero(_arg(args, kwargs, 2, "value")):
+            return inp, name == "threshold_" or bool(kwargs.get("inplace", False))
+        return None
+    return None
+
+
 class _GuidedMode(TorchFunctionMode):
     """Active during the forward pass: reroutes every ReLU call to :class:`_GuidedReLU`."""
 
@@ -75,9 +131,9 @@ class _GuidedMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", None)
-        if name in RELU_NAMES:
-            inp = args[0] if args else kwargs.get("input", kwargs.get("self"))
-            inplace = name == "relu_" or bool(kwargs.get("inplace", False)) or (len(args) > 1 and args[1] is True)
+        relu = _relu_spelling(name, args, kwargs)
+        if relu is not None:
+            inp, inplace = relu
             if isinstance(inp, Tensor) and inp.is_floating_point():
                 self.n_relu += 1
                 fn = _GuidedReLUInplace if inplace else _GuidedReLU
@@ -97,12 +153,16 @@ class GuidedBackprop(Explainer):
     positive signal, ``R_in = R_out · [a > 0] · [R_out > 0]`` (``a`` the ReLU's input), local.
 
     ReLUs are intercepted with a ``torch.overrides.TorchFunctionMode`` active during the forward
-    pass, so ``nn.ReLU`` modules, ``F.relu``, ``torch.relu``, ``Tensor.relu`` and their in-place
-    forms are all guided (module swapping silently equals Grad on functional ReLUs: NOTES.md,
-    "Known traps"). Refused loudly (``ValueError``):
+    pass, so ``nn.ReLU`` modules, ``F.relu``, ``torch.relu``, ``Tensor.relu``, their in-place
+    forms, and the other spellings of ``max(x, 0)`` — ``clamp(min=0)``/``clip(min=0)``/
+    ``clamp_min(0)`` (no upper bound), ``torch.maximum(x, 0)``/``torch.max(x, zeros)``/``fmax``
+    with an all-zero constant operand, ``F.threshold(x, 0, 0)`` — are all guided (module swapping
+    silently equals Grad on functional ReLUs: the book's *The paper in brief*, § Explainers).
+    Refused loudly (``ValueError``):
 
     * a forward pass in which no ReLU was intercepted (GBP would silently equal Grad): ReLUs
-      written as ``clamp(min=0)``/``maximum(x, 0)`` or inside compiled/scripted code are invisible;
+      written as ``torch.where(x > 0, x, 0)``/``x * (x > 0)`` or inside compiled/scripted code are
+      invisible;
     * with ``strict=True`` (default), any other element-wise nonlinear activation (sigmoid, tanh,
       GELU, softplus, ELU, leaky ReLU, ReLU6, …: see ``NON_RELU_ACTIVATIONS``), for which GBP has no
       rule; ``strict=False`` back-propagates their ordinary gradient, as Captum does.
@@ -129,9 +189,10 @@ class GuidedBackprop(Explainer):
         if mode.n_relu == 0:
             raise ValueError(
                 "GuidedBackprop intercepted no ReLU in the model's forward pass, so it would equal the "
-                "plain gradient. It handles nn.ReLU, F.relu, torch.relu, Tensor.relu (and in-place forms); "
-                "ReLUs written as clamp(min=0) or torch.maximum, or inside TorchScript/compiled code, "
-                "cannot be intercepted: rewrite them with F.relu, or use Gradient."
+                "plain gradient. It handles nn.ReLU, F.relu, torch.relu, Tensor.relu (and in-place forms), "
+                "clamp(min=0), clamp_min(0), torch.maximum(x, 0) and F.threshold(x, 0, 0); ReLUs written "
+                "as torch.where or x * (x > 0), or inside TorchScript/compiled code, cannot be "
+                "intercepted: rewrite them with F.relu, or use Gradient."
             )
 
     def _attribute(self, x: Tensor, target, generator, inst) -> Tensor:
