@@ -3,14 +3,14 @@
 One function per statement, grouped by section of the paper (the book's *The paper in brief*,
 § Theory and § Perturbation laws and optimal explanations, states each one):
 
-* :mod:`xailib.theory.networks`: the softplus networks of Prop. A.1 and the :class:`Population`
+* ``xailib.theory.networks``: the softplus networks of Prop. A.1 (:class:`~xailib.models.SoftplusNet`) and the :class:`Population`
   of (network, inputs) the checks run on;
-* :mod:`xailib.theory.bounds`: bounds on gradients and Hessians (Prop. A.1, appendix A.2,
+* ``xailib.theory.bounds``: bounds on gradients and Hessians (Prop. A.1, appendix A.2,
   Theorem A.1);
-* :mod:`xailib.theory.smoothgrad`: the SmoothGrad theorems (Theorems 4.1 and 4.2);
-* :mod:`xailib.theory.robust`: robust infidelity (Theorem C.1);
-* :mod:`xailib.theory.optimality`: optimality of explanations (Props. 2.1 to 2.4);
-* :mod:`xailib.theory.result`: the result record :class:`CheckResult`, :func:`summarize`,
+* ``xailib.theory.smoothgrad``: the SmoothGrad theorems (Theorems 4.1 and 4.2);
+* ``xailib.theory.robust``: robust infidelity (Theorem C.1);
+* ``xailib.theory.optimality``: optimality of explanations (Props. 2.1 to 2.4);
+* ``xailib.theory.result``: the result record :class:`CheckResult`, :func:`summarize`,
   :func:`plot_check`.
 
 Each check returns a :class:`CheckResult` with per-instance ``lhs`` and ``rhs`` written so that the
@@ -57,30 +57,37 @@ from .robust import check_robust_infidelity_lower_bound
 from .smoothgrad import check_smoothgrad_infidelity, check_smoothgrad_sensitivity
 
 __all__ = [
-    "CheckResult",
+    # the networks and populations
     "Population",
-    "SoftplusNet",
     "random_softplus_net",
     "random_instances",
     "RippleModel",
+    "SoftplusNet",
+    # autograd helpers
     "model_gradient",
     "hessian_vector_product",
     "hessian_spectral_norm",
-    "hessian_norm_bound",
-    "lipschitz_bound",
     "max_gradient_change",
+    # bounds on gradients and Hessians
+    "lipschitz_bound",
+    "hessian_norm_bound",
     "pgd_logistic",
-    "exact_shapley",
     "check_lipschitz_bound",
     "check_hessian_bounds",
     "check_adversarial_risk_bound",
-    "check_robust_infidelity_lower_bound",
+    # SmoothGrad
     "check_smoothgrad_sensitivity",
     "check_smoothgrad_infidelity",
+    # robust infidelity
+    "check_robust_infidelity_lower_bound",
+    # optimality of explanations
+    "exact_shapley",
     "check_optimal_explanation",
     "check_gradient_optimality",
     "check_occlusion_optimality",
     "check_shap_optimality",
+    # the result record
+    "CheckResult",
     "summarize",
     "plot_check",
     "ALL_CHECKS",

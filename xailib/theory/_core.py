@@ -73,7 +73,7 @@ def hessian_vector_product(model, x: Tensor, v: Tensor) -> Tensor:
 def hessian_spectral_norm(model, x: Tensor, iters: int = 30, seed=0) -> Tensor:
     """Power iteration on Hessian-vector products: ``‖∇²f(x) v‖`` with ``v`` the final unit
     iterate, per row. **Errs low**: ``‖Hv‖ ≤ ‖H‖₂`` for any unit ``v`` (a lower estimate of the
-    spectral norm, equal to it once the iteration has converged to the top |eigenvalue|)."""
+    spectral norm, equal to it once the iteration has converged to the top ``|eigenvalue|``)."""
     g_ = make_generator(seed)
     v = torch.randn(x.shape, generator=g_, dtype=x.dtype).to(x.device)
     v = v / v.norm(dim=1, keepdim=True)

@@ -21,6 +21,9 @@ from .networks import Population, _population, SoftplusNet, _meta_info
 from .result import CheckResult, _result
 
 
+__all__ = ["lipschitz_bound", "hessian_norm_bound", "pgd_logistic", "check_lipschitz_bound", "check_hessian_bounds", "check_adversarial_risk_bound"]
+
+
 def lipschitz_bound(net: SoftplusNet, bound: str = "derived") -> float:
     """A Lipschitz constant of ``∇f`` for a softplus network (Prop. A.1), in ℓ₂.
 
@@ -52,7 +55,7 @@ def lipschitz_bound(net: SoftplusNet, bound: str = "derived") -> float:
 @_single_threaded
 def hessian_norm_bound(net: SoftplusNet, x: Optional[Tensor] = None, radius: float = math.inf,
                        norm: str = "l2") -> Tensor:
-    """Certified upper bound on ``sup_{‖δ‖≤r} ‖∇²f(x + δ)‖₂`` for a :class:`SoftplusNet` (per row).
+    """Certified upper bound on ``sup_{‖δ‖≤r} ‖∇²f(x + δ)‖₂`` for a :class:`~xailib.models.SoftplusNet` (per row).
 
     Interval bound propagation over the ball (ℓ₂ or ℓ∞) gives boxes for every pre-activation
     ``z_i``; on them ``σ'`` and ``σ''`` are bounded (``σ'' = σ'(1 − σ')`` peaks at 0), a backward
@@ -171,7 +174,7 @@ def check_lipschitz_bound(nets=None, x=None, *, radius: float = 0.5, bound: str 
     ``n_nets`` random networks (:func:`random_instances`) with ``n_inputs`` inputs each.
     ``activation="relu"`` breaks the hypothesis (the same weight-based bound is then violated).
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """
@@ -238,7 +241,7 @@ def check_hessian_bounds(nets=None, x=None, *, radius: float = 0.5, sigma: float
       ``E‖I‖⁴`` on the same draws, ``L`` over the ball of radius ``max ‖I‖`` (so every draw is
       "within the ball"). Taylor's bound holds draw by draw, hence for the Monte-Carlo averages.
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """
@@ -318,7 +321,7 @@ def check_adversarial_risk_bound(nets=None, x=None, y=None, *, eps: float = 0.3,
     * ``y``: labels in {0, 1}; default random (seeded). ``rhs_scale`` < 1 shrinks the bound on
       purpose (a check that can fail).
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """

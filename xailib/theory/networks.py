@@ -1,6 +1,6 @@
 """The networks of Prop. A.1 and the populations of (network, inputs) the checks run on.
 
-:class:`SoftplusNet` (``f(x) = cᵀσ(W_l … σ(W₁x))``, zero biases; defined in :mod:`xailib.models`)
+:class:`~xailib.models.SoftplusNet` (``f(x) = cᵀσ(W_l … σ(W₁x))``, zero biases; defined in :mod:`xailib.models`)
 is built at random by :func:`random_softplus_net`; :func:`random_instances` draws a population of
 networks and inputs; a :class:`Population` describes one (given networks and inputs, or the
 random draw) and replaces the keyword arguments every check used to repeat. :class:`RippleModel`
@@ -25,7 +25,7 @@ __all__ = ["SoftplusNet", "random_softplus_net", "RippleModel", "random_instance
 
 def random_softplus_net(d: int, widths: Sequence[int], scale: float = 1.0, seed=0, activation: str = "softplus",
                         dtype=DTYPE) -> SoftplusNet:
-    """A random :class:`SoftplusNet`: ``d`` inputs, hidden ``widths`` (depth ``l = len(widths)``).
+    """A random :class:`~xailib.models.SoftplusNet`: ``d`` inputs, hidden ``widths`` (depth ``l = len(widths)``).
 
     ``W_i`` has i.i.d. ``N(0, scale² / fan_in)`` entries (``scale = 1``: the usual "LeCun"
     variance; small ``scale``: small weight norms); ``c`` has ``N(0, 1 / width_l)`` entries.

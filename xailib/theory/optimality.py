@@ -21,6 +21,9 @@ from .networks import Population, _population, SoftplusNet, _meta_info
 from .result import CheckResult, _result
 
 
+__all__ = ["exact_shapley", "check_optimal_explanation", "check_gradient_optimality", "check_occlusion_optimality", "check_shap_optimality"]
+
+
 def _alternatives(phi: Tensor, n_alt: int, rel: float, g: torch.Generator) -> Tensor:
     """``n_alt`` random perturbations ``phi + δ`` of relative sizes ``rel · 10^{-U(0, 3)}`` (K, N, d)."""
     K = n_alt
@@ -45,7 +48,7 @@ def check_optimal_explanation(nets=None, x=None, *, sigma: float = 0.5, n_sample
     distance between Φ* and the least-squares minimiser, and the held-out INFD of both on
     independent draws. A large ``ridge`` shrinks Φ* and the check fails (a check that can fail).
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """
@@ -98,7 +101,7 @@ def check_gradient_optimality(nets=None, x=None, *, eps=(0.3, 0.1, 0.03, 0.01, 0
     ``4·10⁻¹⁶ (|f(x)| + 1)/ε``. A ReLU network breaks the hypothesis (its a.e. Hessian is 0,
     the bound 0, but a kink within ε makes the finite difference differ from the gradient).
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """
@@ -143,7 +146,7 @@ def check_occlusion_optimality(nets=None, x=None, *, baseline: float = 0.0, expl
     ``explainer_baseline`` ≠ ``baseline`` (occlusion for another law) makes the check fail.
     ``info["max_abs_diff"]``: ``max |x⊙Φ_occ − A_opt|`` in the global form.
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """
@@ -243,7 +246,7 @@ def check_shap_optimality(nets=None, x=None, *, baseline: float = 0.0, efficienc
     value: the check fails unless f is additive). ``info``: relative errors of ``Optimal`` and
     ``KernelSHAP`` against the exact values.
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=6, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """

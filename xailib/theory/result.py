@@ -15,6 +15,9 @@ from torch import Tensor
 
 from ._core import DTYPE
 
+__all__ = ["CheckResult", "summarize", "plot_check"]
+
+
 @dataclass
 class CheckResult:
     """Outcome of one numerical check: the statement reads ``lhs ≤ rhs`` per instance.

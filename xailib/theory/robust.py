@@ -15,6 +15,9 @@ from .networks import Population, _population, SoftplusNet, _meta_info
 from .result import CheckResult, _result
 
 
+__all__ = ["check_robust_infidelity_lower_bound"]
+
+
 @_single_threaded
 def check_robust_infidelity_lower_bound(nets=None, x=None, *, radius: float = 0.3, sigma: float = 0.3,
                                         n_perturbations: int = 32, positive_part: bool = True, restarts: int = 2,
@@ -38,7 +41,7 @@ def check_robust_infidelity_lower_bound(nets=None, x=None, *, radius: float = 0.
     ``xailib.metrics.robust_infidelity`` (ℓ∞ ball of radius ``r/√d``, inscribed in the ℓ₂ ball; same
     draws) adds one more lower estimate of RINFD (``info["rinfd_metrics"]``).
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=4, n_inputs=4, d=8, depths=(1, 2, 3), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """

@@ -16,6 +16,9 @@ from .networks import Population, _population, _meta_info
 from .result import CheckResult, _result
 
 
+__all__ = ["check_smoothgrad_sensitivity", "check_smoothgrad_infidelity"]
+
+
 def _smoothgrad(net, radius, n_samples, noise, seed):
     from ..explainers import Gradient, SmoothGrad
 
@@ -45,7 +48,7 @@ def check_smoothgrad_sensitivity(nets=None, x=None, *, radius: float = 0.3, sg_r
     naive implementation does): the lhs then measures Monte-Carlo noise and the check can fail.
     Φ_k(x) is cross-checked against ``SmoothGrad(...)(x)`` (``info["sg_mismatch"]``).
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=6, n_inputs=4, d=8, depths=(1, 2, 3), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """
@@ -107,7 +110,7 @@ def check_smoothgrad_infidelity(nets=None, x=None, *, sg_radius: float = 0.05, s
     perturbations (``sigma``) produces such instances.
     INFD values by ``xailib.metrics.infidelity`` (raw) on replayed draws.
 
-    Population (:class:`~xailib.theory.networks.Population`): ``nets`` may be one; otherwise
+    Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """
