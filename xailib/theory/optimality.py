@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .._utils import function_differences, make_generator
-from ._core import DTYPE, _f, _raw_infidelity, _single_threaded, _sub, model_gradient
+from ._core import DTYPE, _f, _raw_infidelity, _single_threaded, _sub
 from .bounds import _hessian_sup_estimate, hessian_norm_bound
 from .networks import Population, _population, SoftplusNet, _meta_info
 from .result import CheckResult, _result
