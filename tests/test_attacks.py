@@ -81,3 +81,55 @@ def test_pgd_validates_arguments(nets, batch):
         attacks.pgd(m, x, y.float())
     with pytest.raises(TypeError, match="`steps`"):
         attacks.pgd(m, x, y, steps=2.5)
+
+
+# ----------------------------------------------------------------------------- the one projected-ascent routine
+def _quadratic(a):
+    """v(z) = −‖z − a‖² per row and its gradient −2(z − a)."""
+    def value_and_grad(z, need):
+        return -((z - a) ** 2).sum(1), (-2 * (z - a) if need else None)
+    return value_and_grad
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_projected_ascent_finds_the_boundary_maximiser(norm):
+    """Concave quadratic with its maximiser a outside the ball: the constrained maximiser is the
+    projection of a onto the ball, r·a/‖a‖₂ (ℓ₂) or clamp(a, −r, r) (ℓ∞), value −dist(a, ball)²."""
+    from xailib._ascent import project_ball, projected_ascent
+
+    g = torch.Generator().manual_seed(0)
+    a = 3 * torch.randn(5, 4, generator=g, dtype=torch.float64)
+    a = a + torch.sign(a)  # every |a_i| > 1 > r: outside the ball in every coordinate
+    r = 0.7
+    z_star = r * a / a.norm(dim=1, keepdim=True) if norm == "l2" else a.clamp(-r, r)
+    z0 = torch.zeros_like(a)
+    res = projected_ascent(_quadratic(a), z0, 200, lambda t: 0.2 * 0.98**t, lambda z: project_ball(z, r, norm), norm)
+    assert torch.allclose(res.argmax, z_star, atol=1e-6)
+    assert torch.allclose(res.value, -((a - z_star) ** 2).sum(1), atol=1e-5)
+    size = res.argmax.norm(dim=1) if norm == "l2" else res.argmax.abs().max(1).values
+    assert (size <= r + 1e-12).all()
+    # without the projection the iterate leaves the ball (the projection is what the test checks)
+    free = projected_ascent(_quadratic(a), z0, 200, lambda t: 0.2 * 0.98**t, lambda z: z, norm)
+    assert not torch.allclose(free.argmax, z_star, atol=1e-3)
+
+
+def test_projected_ascent_keeps_the_best_iterate_not_the_last():
+    """Fixed steps overshoot an interior maximiser and oscillate: the best value met is kept."""
+    from xailib._ascent import project_ball, projected_ascent
+
+    a = torch.tensor([[0.05, 0.0]], dtype=torch.float64)
+    seen = []
+
+    def vg(z, need):
+        v, gr = _quadratic(a)(z, need)
+        seen.append(float(v))
+        return v, gr
+
+    res = projected_ascent(vg, torch.tensor([[-0.5, 0.0]], dtype=torch.float64), 6, 0.4,
+                           lambda z: project_ball(z, 1.0, "l2"), "l2")
+    assert len(seen) == 7 and float(res.value) == max(seen) > seen[-1]
+    last = projected_ascent(_quadratic(a), torch.tensor([[-0.5, 0.0]], dtype=torch.float64), 6, 0.4,
+                            lambda z: project_ball(z, 1.0, "l2"), "l2", keep_best=False)
+    assert last.value is None and not torch.allclose(last.last, res.argmax)
+    with pytest.raises(ValueError, match="norm"):
+        projected_ascent(vg, a, 1, 0.1, lambda z: z, "l1")

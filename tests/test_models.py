@@ -23,12 +23,26 @@ def test_mnist_cnn_architecture():
 def test_mlp_and_softplus_net():
     m = models.MLP(6, (5, 4), 3, activation="tanh")
     assert m(torch.rand(2, 2, 3)).shape == (2, 3)
-    net = models.softplus_net((4, 8, 8, 1), seed=1)
-    assert all(lin.bias is None for lin in net.linears) and len(net.linears) == 3
-    assert any(isinstance(mod, nn.Softplus) for mod in net.modules())
-    assert torch.equal(net.linears[0].weight, models.softplus_net((4, 8, 8, 1), seed=1).linears[0].weight)
     with pytest.raises(ValueError, match="activation"):
         models.MLP(3, activation="swish")
+
+
+def test_softplus_net_is_the_one_softplus_network():
+    """models.softplus_net builds the theory's SoftplusNet (one class), f(x) = cᵀσ(W₂σ(W₁x))."""
+    from xailib import theory
+
+    net = models.softplus_net((4, 8, 5, 1), seed=1, scale=2.0)
+    assert isinstance(net, models.SoftplusNet) and theory.SoftplusNet is models.SoftplusNet
+    assert net.depth == 2 and [tuple(W.shape) for W in net.weights] == [(8, 4), (5, 8)]
+    same = models.softplus_net((4, 8, 5, 1), seed=1, scale=2.0)
+    assert torch.equal(net.W0, same.W0) and not torch.equal(net.W0, models.softplus_net((4, 8, 5, 1), seed=2).W0)
+    assert net.W0.abs().max() <= 2.0 / 4**0.5  # scale · U(±1/√fan_in)
+    x = torch.randn(3, 4)
+    W1, W2, c = net.weights[0], net.weights[1], net.c
+    expected = torch.nn.functional.softplus(torch.nn.functional.softplus(x @ W1.T) @ W2.T) @ c
+    assert torch.allclose(net(x), expected, atol=1e-6) and net(x).shape == (3,)
+    with pytest.raises(ValueError, match="sizes"):
+        models.softplus_net((4, 2))
 
 
 def test_train_is_deterministic_and_learns():

@@ -265,3 +265,17 @@ def test_checks_validate_arguments():
         T.check_adversarial_risk_bound(**SMALL, norm="l1")
     with pytest.raises(ValueError):
         T.check_lipschitz_bound(T.random_softplus_net(6, [4]), None)
+
+
+def test_population_replaces_the_keywords():
+    """A Population gives the same instances as the keywords it replaces; mixing both is an error."""
+    pop = T.Population(**SMALL)
+    a, b = pop.instances(seed=4), T.random_instances(**SMALL, seed=4)
+    assert all(torch.equal(na.W0, nb.W0) and torch.equal(xa, xb) for (na, xa, _), (nb, xb, _) in zip(a, b))
+    r1 = T.check_lipschitz_bound(pop, steps=5)
+    r2 = T.check_lipschitz_bound(steps=5, **SMALL)
+    assert torch.equal(r1.lhs, r2.lhs) and torch.equal(r1.rhs, r2.rhs)
+    with pytest.raises(ValueError, match="Population"):
+        T.check_lipschitz_bound(pop, n_nets=2)
+    with pytest.raises(TypeError, match="n_netz"):
+        T.check_lipschitz_bound(n_netz=2)

@@ -1,9 +1,12 @@
-"""Projected gradient descent (Madry et al., 2018) and PGD adversarial training.
+"""Projected gradient descent attacks (Madry et al., 2018) and robust accuracy.
 
-The paper's robust MNIST network (appendix B.4, Table 4) is trained with PGD at
-ε = 0.3 (L∞), step 0.01, 40 steps, random start. Theorem A.1 explains why: adversarial
-training penalises the gradient and Hessian norms of the model, so gradient explanations
-become less sensitive and more faithful. See ``notebooks/mnist_robust.ipynb``.
+The paper's robust MNIST network (appendix B.4, Table 4; the book's *The paper in brief*,
+§ Experiments) is trained with PGD at ε = 0.3 (ℓ∞), step 0.01, 40 steps, random start, by
+:func:`xailib.training.adversarial_training` (also importable from here). Theorem A.1
+(§ Theory) explains why: adversarial training penalises the gradient and Hessian norms of the
+model, so gradient explanations become less sensitive and more faithful. The ascent is
+:func:`xailib._ascent.projected_ascent`, the library's one projected-ascent routine.
+See ``notebooks/mnist_robust``.
 """
 from __future__ import annotations
 
@@ -13,11 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._ascent import NORMS, project_ball, projected_ascent
 from ._utils import SeedLike, check_input, check_positive, make_generator
 
-__all__ = ["pgd", "adversarial_training", "robust_accuracy", "PAPER_PGD", "NORMS"]
+__all__ = ["pgd", "robust_accuracy", "PAPER_PGD", "NORMS"]
 
-NORMS = ("linf", "l2")
+
+def __getattr__(name):
+    # adversarial_training lives in xailib.training (which imports this module): re-exported lazily
+    if name == "adversarial_training":
+        from .training import adversarial_training
+
+        return adversarial_training
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: the paper's attack / adversarial-training settings (Madry et al. MNIST)
 PAPER_PGD = dict(eps=0.3, step=0.01, steps=40, random_start=True)
@@ -48,15 +60,6 @@ def _check_clamp(clamp, x: Tensor):
     return lo, hi
 
 
-def _project(delta: Tensor, eps: float, norm: str) -> Tensor:
-    if norm == "linf":
-        return delta.clamp(-eps, eps)
-    flat = delta.flatten(1)
-    n = flat.norm(dim=1).clamp_min(1e-12)
-    factor = (eps / n).clamp(max=1.0)
-    return (flat * factor.unsqueeze(1)).view_as(delta)
-
-
 def pgd(
     model: nn.Module,
     x: Tensor,
@@ -71,6 +74,8 @@ def pgd(
     loss: str = "ce",
 ) -> Tensor:
     """Projected gradient ascent on the cross-entropy loss (Madry et al.); returns ``x_adv``.
+
+    The iteration is :func:`xailib._ascent.projected_ascent` (the last iterate is returned).
 
     ``x_{t+1} = Π_{B(x, ε) ∩ [clamp]}(x_t + step · sign(∇ℓ(x_t)))`` for ``norm="linf"``
     (``step · ∇ℓ / ‖∇ℓ‖₂`` for ``"l2"``), from a uniform random start in the ball when
@@ -98,7 +103,7 @@ def pgd(
         return x.clone()
 
     def project(xa: Tensor) -> Tensor:
-        xa = x + _project(xa - x, eps, norm)
+        xa = x + project_ball(xa - x, eps, norm, tiny=1e-12)
         if bounds is not None:
             xa = xa.clamp(*bounds)
         return xa
@@ -117,7 +122,7 @@ def pgd(
     else:
         xa = x.clone()
 
-    for _ in range(steps):
+    def value_and_grad(xa: Tensor, need: bool):
         xa = xa.detach().requires_grad_(True)
         with torch.enable_grad():
             out = model(xa)
@@ -129,13 +134,9 @@ def pgd(
                 other.scatter_(1, y.view(-1, 1), float("-inf"))
                 obj = (other.max(1).values - true).sum()
             (grad,) = torch.autograd.grad(obj, xa)
-        with torch.no_grad():
-            if norm == "linf":
-                xa = xa + step * grad.sign()
-            else:
-                gn = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-                xa = xa + step * grad / gn
-            xa = project(xa)
+        return None, grad
+
+    xa = projected_ascent(value_and_grad, xa, steps, step, project, norm, keep_best=False, tiny=1e-12).last
     return xa.detach()
 
 
@@ -158,27 +159,3 @@ def robust_accuracy(
         with torch.no_grad():
             correct += int((model(xa).argmax(1) == y[s : s + batch_size].to(xa.device)).sum())
     return correct / x.shape[0]
-
-
-def adversarial_training(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    eps: float = 0.3,
-    step: float = 0.01,
-    steps: int = 40,
-    random_start: bool = True,
-    warmup_epochs: int = 0,
-    **train_kwargs,
-):
-    """Madry-style PGD adversarial training: ``train(model, x, y, adversarial=...)``.
-
-    Each minibatch is replaced by ``pgd(model, xb, yb, eps_e, step, steps)``; with
-    ``warmup_epochs > 0`` the radius ramps linearly up to ``eps`` over those epochs (a
-    curriculum that helps small networks on CPU budgets). Other keyword arguments go to
-    :func:`xailib.models.train`; returns its history. See ``notebooks/mnist_robust.ipynb``.
-    """
-    from .models import train
-
-    adv = dict(eps=eps, step=step, steps=steps, random_start=random_start, warmup_epochs=warmup_epochs)
-    return train(model, x, y, adversarial=adv, **train_kwargs)

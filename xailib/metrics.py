@@ -565,11 +565,13 @@ def robust_infidelity(
     explainer_grad: str = "auto",
     return_details: bool = False,
 ):
-    """Robust infidelity (the book's *The paper in brief*, § Metrics, Def. C.1): ``RINFD = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)``.
+    """Robust infidelity (Def. C.1): ``RINFD = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)``; the book's
+    *The paper in brief*, § Metrics.
 
     Estimated by search over ``u``: the start ``u = 0`` plus ``n_restarts`` starts uniform in the
     L∞ ball (the same starts for every instance), each followed by ``steps`` steps of projected
-    sign-gradient ascent ``u ← clip(u + α sign(∇_u INFD), −r, r)``, ``α = step_size`` (default
+    sign-gradient ascent ``u ← clip(u + α sign(∇_u INFD), −r, r)`` (:func:`xailib._ascent.projected_ascent`),
+    ``α = step_size`` (default
     ``2.5 r / steps``). INFD at every point uses the **same** ``n_samples`` perturbation draws
     (common random numbers) and ``scaling`` as :func:`infidelity`; the best value seen is kept.
 
@@ -588,6 +590,8 @@ def robust_infidelity(
     Returns ``(N,)``, or ``(value, u_best, infd_at_x)`` when ``return_details``.
     Chapter: ``notebooks/mnist_robust.ipynb``.
     """
+    from ._ascent import projected_ascent
+
     U.check_model(model)
     explainer = _check_explainer(explainer)
     x = U.check_input(x, "x")
@@ -630,23 +634,20 @@ def robust_infidelity(
         if not double:
             warnings.warn("Gradient explainer differs from ∇f; Φ(x+u) treated as constant in the ascent")
     alpha = step_size if step_size is not None else 2.5 * radius / max(steps, 1)
-    best = torch.full((N * R,), -float("inf"), device=x.device, dtype=x.dtype)
-    best_u = u.clone()
-    infd0 = None
+    first = []
     bar = U.progress(total=steps + 1, desc="robust infidelity")
-    for s in range(steps + 1):
-        need = s < steps
-        val, gx = _infd_value_and_grad(model, explainer, x_rep + u, t_rep, law, draws, kind, scaling,
+
+    def value_and_grad(uu, need):
+        val, gx = _infd_value_and_grad(model, explainer, x_rep + uu, t_rep, law, draws, kind, scaling,
                                        batch_size, need, double)
-        if infd0 is None:
-            infd0 = val.view(N, R)[:, 0].clone()
-        better = val > best
-        best = torch.where(better, val, best)
-        best_u[better] = u[better]
-        if need:
-            u = (u + alpha * torch.sign(gx)).clamp(-radius, radius)
+        if not first:
+            first.append(val.view(N, R)[:, 0].clone())
         bar.update(1)
+        return val, gx
+
+    best, best_u, _ = projected_ascent(value_and_grad, u, steps, alpha, lambda v: v.clamp(-radius, radius), "linf")
     bar.close()
+    infd0 = first[0]
     bv = best.view(N, R)
     value, arg = bv.max(1)
     if return_details:

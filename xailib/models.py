@@ -1,18 +1,22 @@
-"""Models the chapters explain, their training loop and a config-keyed checkpoint cache.
+"""Models the chapters explain and a config-keyed checkpoint cache.
 
-* :class:`MnistCNN`: the small MNIST CNN of ``notebooks/mnist.ipynb`` and
-  ``notebooks/mnist_robust.ipynb`` (conv5x5(16)-ReLU-maxpool-conv5x5(32)-ReLU-maxpool-
-  fc64-ReLU-fc10, 46,730 parameters; ``nn.ReLU`` modules, no functional ReLUs, so Guided
-  Backprop hooks see every ReLU).
-* :class:`MLP`: a fully connected net (ReLU, softplus, tanh ...), for tests and theory;
-  :func:`softplus_net` builds the zero-bias softplus network of Prop. A.1.
-* :func:`train`: minibatch Adam with optional PGD adversarial training; :func:`evaluate_accuracy`.
+* :class:`MnistCNN`: the small MNIST CNN of ``notebooks/mnist`` and ``notebooks/mnist_robust``
+  (conv5x5(16)-ReLU-maxpool-conv5x5(32)-ReLU-maxpool-fc64-ReLU-fc10, 46,730 parameters;
+  ``nn.ReLU`` modules, no functional ReLUs, so Guided Backprop hooks see every ReLU).
+* :class:`MLP`: a fully connected net (ReLU, softplus, tanh ...), for tests and theory.
+* :class:`SoftplusNet`: the zero-bias network ``f(x) = cᵀσ(W_l … σ(W₁x))`` of Prop. A.1 (the
+  book's *The paper in brief*, § Theory), built by :func:`softplus_net` or, with Gaussian
+  weights, by :func:`xailib.theory.random_softplus_net`.
 * :func:`get_model`: ``"mnist_cnn"`` / ``"mnist_cnn_robust"``. The training configuration
   (architecture, data source and split, seed, epochs, optimiser, adversarial settings...) is
   hashed into a key; committed weights in ``xailib/weights/`` are used when their key
   matches, else a cached checkpoint (``~/.cache/xailib/models``, or ``$XAILIB_CACHE``),
-  else the model is trained and cached. ``python scripts/train_mnist.py [--robust]``
-  regenerates the committed weights and their JSON sidecars.
+  else the model is trained (:func:`train_from_config`, with :func:`xailib.training.train`)
+  and cached. ``python scripts/train_mnist.py [--robust]`` regenerates the committed weights
+  and their JSON sidecars.
+
+Training lives in :mod:`xailib.training`; ``train`` and ``evaluate_accuracy`` are re-exported
+here for convenience.
 
 Committed weights (held-out 1,000 offline test digits; PGD-40, ε = 0.3, step 0.01, random
 start): ``mnist_cnn`` 98.3% clean / 0.0% PGD; ``mnist_cnn_robust`` 97.1% clean / 83.9% PGD.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -31,13 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import check_input, check_positive, make_generator, progress as _progress
+from ._utils import check_positive, make_generator
 from .config import pick
+from .training import _check_adversarial, evaluate_accuracy, train
 
 __all__ = [
     "MnistCNN",
     "MLP",
+    "SoftplusNet",
     "softplus_net",
+    "train_from_config",
     "train",
     "evaluate_accuracy",
     "MODEL_NAMES",
@@ -132,187 +140,72 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def softplus_net(sizes: Sequence[int], seed: int = 0, scale: float = 1.0) -> MLP:
-    """Zero-bias softplus network ``f(x) = cᵀσ(W_l … σ(W₁x))`` of Prop. A.1.
+class SoftplusNet(nn.Module):
+    """``f(x) = cᵀ σ(W_l … σ(W_1 x))``, zero biases (Prop. A.1); output shape ``(N,)``.
 
-    ``sizes = (d, h₁, ..., h_l, 1)``; weights drawn with torch's default init from ``seed``
-    and multiplied by ``scale``. Output shape ``(N, 1)``. See ``notebooks/theory.ipynb``.
+    ``activation``: ``"softplus"`` (``σ(v) = log(1 + eᵛ)``, ``0 < σ' < 1``, ``0 < σ'' ≤ 1/4``) or
+    ``"relu"`` (breaks every smoothness hypothesis: the gradient jumps). Inputs ``(N, d)``
+    (or ``(N, *F)``, flattened).
     """
-    sizes = tuple(sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"`sizes` needs at least (in, out), got {sizes!r}")
-    g = torch.random.fork_rng(devices=[])
-    with g:
-        torch.manual_seed(seed)
-        net = MLP(sizes[0], sizes[1:-1], sizes[-1], activation="softplus", bias=False)
-    if scale != 1.0:
-        with torch.no_grad():
-            for lin in net.linears:
-                lin.weight.mul_(scale)
-    return net
+
+    def __init__(self, weights: Sequence[Tensor], c: Tensor, activation: str = "softplus"):
+        super().__init__()
+        if activation not in ("softplus", "relu"):
+            raise ValueError(f"`activation` must be 'softplus' or 'relu', got {activation!r}")
+        if len(weights) < 1:
+            raise ValueError("`weights` must hold at least one matrix")
+        for i, W in enumerate(weights):
+            self.register_buffer(f"W{i}", W.detach().clone())
+        self.register_buffer("c", c.detach().clone().reshape(-1))
+        self.depth = len(weights)
+        self.activation = activation
+        if self.c.numel() != weights[-1].shape[0]:
+            raise ValueError("`c` must have one entry per unit of the last layer")
+
+    @property
+    def weights(self) -> list:
+        return [getattr(self, f"W{i}") for i in range(self.depth)]
+
+    @property
+    def in_features(self) -> int:
+        return self.W0.shape[1]
+
+    def act(self, v: Tensor) -> Tensor:
+        return F.softplus(v) if self.activation == "softplus" else F.relu(v)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.reshape(x.shape[0], -1)
+        for W in self.weights:
+            h = self.act(h @ W.T)
+        return h @ self.c
+
+    def extra_repr(self) -> str:
+        shapes = [tuple(W.shape) for W in self.weights]
+        return f"activation={self.activation}, weights={shapes}"
+
+
+def softplus_net(sizes: Sequence[int], seed: int = 0, scale: float = 1.0, dtype=torch.float32) -> SoftplusNet:
+    """Zero-bias softplus network ``f(x) = cᵀσ(W_l … σ(W₁x))`` of Prop. A.1, a :class:`SoftplusNet`.
+
+    ``sizes = (d, h₁, ..., h_l, 1)``; the weights are drawn like ``nn.Linear``'s default
+    initialisation (uniform on ``±1/√fan_in``) from ``seed`` and multiplied by ``scale``.
+    Output shape ``(N,)``. For the random networks of the theory checks (Gaussian weights)
+    see :func:`xailib.theory.random_softplus_net`; background: the book's *The paper in brief*,
+    § Theory.
+    """
+    sizes = tuple(int(s) for s in sizes)
+    if len(sizes) < 3 or sizes[-1] != 1 or min(sizes) < 1:
+        raise ValueError(f"`sizes` must be (in, hidden..., 1) with positive ints, got {sizes!r}")
+    check_positive(scale, "scale")
+    g = make_generator(seed)
+    weights = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / math.sqrt(fan_in)
+        weights.append(scale * (2 * torch.rand(fan_out, fan_in, generator=g, dtype=torch.float64) - 1) * bound)
+    return SoftplusNet([W.to(dtype) for W in weights[:-1]], weights[-1].reshape(-1).to(dtype))
 
 
 _ARCHS = {"MnistCNN": MnistCNN, "MLP": MLP}
-
-
-# --------------------------------------------------------------------------- training
-
-
-def _batched_predictions(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    preds = []
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch_size):
-            preds.append(model(x[s : s + batch_size]).argmax(1))
-    return torch.cat(preds)
-
-
-def evaluate_accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``x`` whose arg-max logit equals ``y`` (no gradients, batched).
-
-    The model is put in eval mode for the call and restored afterwards.
-    """
-    x = check_input(x, "x")
-    if not isinstance(y, Tensor) or y.shape != (x.shape[0],):
-        raise ValueError(f"`y` must be a label tensor of shape ({x.shape[0]},)")
-    was = model.training
-    model.eval()
-    try:
-        pred = _batched_predictions(model, x, batch_size)
-    finally:
-        model.train(was)
-    return float((pred.cpu() == y.cpu()).float().mean())
-
-
-def _check_adversarial(adversarial) -> Optional[Dict[str, Any]]:
-    if adversarial is None:
-        return None
-    if not isinstance(adversarial, dict):
-        raise TypeError(f"`adversarial` must be None or a dict(eps, step, steps, ...), got {adversarial!r}")
-    allowed = {"eps", "step", "steps", "random_start", "warmup_epochs", "norm"}
-    unknown = set(adversarial) - allowed
-    if unknown:
-        raise ValueError(f"`adversarial` has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-    adv = dict(eps=0.3, step=0.01, steps=40, random_start=True, warmup_epochs=0, norm="linf")
-    adv.update(adversarial)
-    if not adv["eps"] >= 0:
-        raise ValueError(f"`adversarial['eps']` must be >= 0, got {adv['eps']!r}")
-    check_positive(adv["step"], "adversarial['step']")
-    check_positive(adv["steps"], "adversarial['steps']", integer=True)
-    if isinstance(adv["warmup_epochs"], bool) or not isinstance(adv["warmup_epochs"], int) or adv["warmup_epochs"] < 0:
-        raise ValueError(f"`adversarial['warmup_epochs']` must be an int >= 0, got {adv['warmup_epochs']!r}")
-    return adv
-
-
-def _random_shift(xb: Tensor, k: int, gen: torch.Generator) -> Tensor:
-    """Translate each image by a random offset in [-k, k]² (zero padding), shape kept."""
-    h, w = xb.shape[-2:]
-    padded = F.pad(xb, (k, k, k, k))
-    offs = torch.randint(0, 2 * k + 1, (xb.shape[0], 2), generator=gen).tolist()
-    return torch.stack([padded[i, ..., a : a + h, b : b + w] for i, (a, b) in enumerate(offs)])
-
-
-def train(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    epochs: int = 10,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    adversarial: Optional[Dict[str, Any]] = None,
-    progress: Optional[bool] = None,
-    weight_decay: float = 0.0,
-    lr_schedule: str = "cosine",
-    x_val: Optional[Tensor] = None,
-    y_val: Optional[Tensor] = None,
-    augment_shift: int = 0,
-) -> Dict[str, list]:
-    """Train ``model`` in place on ``(x, y)`` with Adam and cross-entropy; returns the history.
-
-    The model is left in eval mode. Training runs on ``x``'s device.
-
-    Minibatches are drawn from a generator seeded with ``seed`` (reproducible). The learning
-    rate follows ``lr_schedule`` (``"cosine"`` to 0 over all steps, or ``"constant"``).
-    ``adversarial=dict(eps, step, steps, random_start=True, warmup_epochs=0, norm="linf")``
-    replaces every minibatch by its PGD adversarial example (Madry et al.; paper setting
-    ε = 0.3, step 0.01, 40 steps), the radius ramping linearly to ``eps`` over
-    ``warmup_epochs``. ``augment_shift=k`` translates each training image by a random
-    integer offset in [-k, k]² (zero fill) before the attack. ``progress``: tqdm bar (default: on when interactive).
-    History: ``epoch``, ``loss``, ``train_acc`` (on the batches seen, adversarial when
-    adversarial training), ``eps``, ``seconds`` and ``val_acc`` when ``x_val`` is given.
-    See ``notebooks/mnist.ipynb`` and ``notebooks/mnist_robust.ipynb``.
-    """
-    from .attacks import pgd
-
-    x = check_input(x, "x")
-    if not isinstance(y, Tensor) or y.shape != (x.shape[0],):
-        raise ValueError(f"`y` must be a label tensor of shape ({x.shape[0]},)")
-    check_positive(epochs, "epochs", integer=True)
-    check_positive(batch_size, "batch_size", integer=True)
-    check_positive(lr, "lr")
-    if isinstance(augment_shift, bool) or not isinstance(augment_shift, int) or augment_shift < 0:
-        raise ValueError(f"`augment_shift` must be an int >= 0, got {augment_shift!r}")
-    if lr_schedule not in ("cosine", "constant"):
-        raise ValueError(f"`lr_schedule` must be 'cosine' or 'constant', got {lr_schedule!r}")
-    adv = _check_adversarial(adversarial)
-    y = y.to(device=x.device, dtype=torch.long)
-    gen = make_generator(int(seed), "cpu")
-    atk_gen = make_generator(int(seed) + 1, x.device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    n = x.shape[0]
-    n_batches = (n + batch_size - 1) // batch_size
-    total_steps = epochs * n_batches
-    sched = None
-    if lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    history: Dict[str, list] = {"epoch": [], "loss": [], "train_acc": [], "eps": [], "seconds": []}
-    if x_val is not None:
-        history["val_acc"] = []
-    bar = _progress(total=total_steps, desc="train" + (" (PGD)" if adv else ""), disable=None if progress is None else not progress)
-    try:
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            model.train()
-            perm = torch.randperm(n, generator=gen).to(x.device)
-            eps_e = 0.0
-            if adv is not None:
-                w = adv["warmup_epochs"]
-                eps_e = adv["eps"] * min(1.0, (epoch + 1) / w) if w > 0 else adv["eps"]
-            tot_loss, tot_correct = 0.0, 0
-            for b in range(n_batches):
-                idx = perm[b * batch_size : (b + 1) * batch_size]
-                xb, yb = x[idx], y[idx]
-                if augment_shift:
-                    xb = _random_shift(xb, augment_shift, gen)
-                if adv is not None and eps_e > 0:
-                    model.eval()
-                    xb = pgd(
-                        model, xb, yb, eps=eps_e, step=adv["step"], steps=adv["steps"],
-                        random_start=adv["random_start"], norm=adv["norm"], generator=atk_gen,
-                    )
-                    model.train()
-                out = model(xb)
-                loss = F.cross_entropy(out, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                tot_loss += float(loss.detach()) * len(idx)
-                tot_correct += int((out.argmax(1) == yb).sum())
-                bar.update(1)
-            history["epoch"].append(epoch + 1)
-            history["loss"].append(tot_loss / n)
-            history["train_acc"].append(tot_correct / n)
-            history["eps"].append(eps_e)
-            history["seconds"].append(time.perf_counter() - t0)
-            if x_val is not None:
-                history["val_acc"].append(evaluate_accuracy(model, x_val, y_val))
-            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{history['train_acc'][-1]:.3f}")
-    finally:
-        bar.close()
-    model.eval()
-    return history
 
 
 # --------------------------------------------------------------------------- configs & cache

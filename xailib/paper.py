@@ -39,7 +39,7 @@ METHODS = ("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "SHAP", "NB", "Squ
 #: SmoothGrad pairs (base, smoothed)
 SMOOTHGRAD_PAIRS = (("Grad", "Grad-SG"), ("IG", "IG-SG"), ("GBP", "GBP-SG"))
 
-#: appendix Table 4 as printed: SENS_max and INFD, regular and adversarially trained network
+#: Appendix Table 4 as printed (SENS_max and INFD, regular and adversarially trained network)
 TABLE4 = pd.DataFrame(
     {
         "SENS (regular)": [2.32, 1.82, 2.05, 1.69, 2.36, 1.83, 0.35, 0.24],
@@ -239,7 +239,7 @@ def check_claims(
         default: every ``INFD[<law>]`` column of ``df_regular`` (the :func:`~xailib.metrics.evaluate`
         names), else ``"INFD"``.
     own_law:
-        ``{optimal explainer: infidelity column of its own law}``; the optimal explainer must
+        a dict mapping each optimal explainer to the infidelity column of its own law; it must
         have the lowest value of that column among all explainers holding it (compared with the
         runner-up). Default ``{"NB": "INFD[NB]", "Square": "INFD[Square]"}``. Pairs whose
         explainer or column is missing are skipped.
@@ -249,10 +249,11 @@ def check_claims(
 
     Returns
     -------
-    DataFrame with columns ``claim, network, metric, lower, than, difference, se, n, verdict,
-    holds``: ``difference`` is mean(``lower``) − mean(``than``) (negative when the claim is
-    right), ``se`` its standard error (paired over instances when per-instance values are given),
-    ``n`` the number of paired instances (0 for summary frames).
+    pandas.DataFrame
+        Columns ``claim, network, metric, lower, than, difference, se, n, verdict, holds``:
+        ``difference`` is mean(``lower``) − mean(``than``) (negative when the claim is
+        right), ``se`` its standard error (paired over instances when per-instance values are
+        given), ``n`` the number of paired instances (0 for summary frames).
     """
     if not (isinstance(z, (int, float)) and z >= 0):
         raise ValueError(f"`z` must be a number >= 0, got {z!r}")
@@ -352,7 +353,7 @@ def side_by_side(measured: pd.DataFrame, network: str, metrics: Mapping[str, str
 
 
 # --------------------------------------------------------------------------- MNIST chapter settings
-#: the MNIST experiments' settings (appendix B.1): ``name: (default profile, paper profile, meaning)``
+#: The MNIST experiments' settings (appendix B.1), ``{name -> (default profile, paper profile, meaning)}``
 MNIST_SETTINGS = {
     "n_instances": (20, 50, "test instances (targets: their labels)"),
     "n_infd": (500, 1000, "perturbations per INFD estimate"),

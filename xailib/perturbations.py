@@ -253,9 +253,11 @@ class Perturbation:
     n_fixed: Optional[int] = None
 
     def draw(self, feature_shape, n: int, generator: SeedLike = None, device=None, dtype=None) -> Tensor:
+        """``n`` draws of the law for inputs of feature shape ``feature_shape`` (implemented by each law)."""
         raise NotImplementedError
 
     def apply(self, x: Tensor, draws: Tensor) -> Tensor:
+        """The perturbations ``I`` of every instance of ``x`` for ``draws``, shape ``(N, n, *F)``."""
         raise NotImplementedError
 
     def support_size(self, feature_shape) -> Optional[int]:

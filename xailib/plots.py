@@ -75,13 +75,21 @@ def saliency_grid(
 
     Parameters
     ----------
-    images: (N, C, H, W) inputs, drawn in grey in the first column.
-    columns: ``{label: maps}`` with maps shaped like ``images``; one column per entry, in order.
-    row_labels: one label per instance (e.g. ``"label 7"``).
-    transpose: instances as columns and explainers as rows instead.
-    vmax: the colour scale is ``[-vmax, vmax]`` in units of standard deviations.
+    images
+        ``(N, C, H, W)`` inputs, drawn in grey in the first column.
+    columns
+        ``{label: maps}`` with maps shaped like ``images``; one column per entry, in order.
+    row_labels
+        One label per instance (e.g. ``"label 7"``).
+    transpose
+        Instances as columns and explainers as rows instead.
+    vmax
+        The colour scale is ``[-vmax, vmax]`` in units of standard deviations.
 
-    Returns the matplotlib figure (one shared colourbar, labelled).
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (one shared colourbar, labelled).
     """
     import matplotlib.pyplot as plt
 

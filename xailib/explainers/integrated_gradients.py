@@ -63,7 +63,7 @@ class IntegratedGradients(Explainer):
 
     Parameters: ``baseline`` (number, tensor broadcastable to ``F``, or ``(N, *F)``), ``steps``
     quadrature nodes, ``method`` one of ``riemann_trapezoid`` (default), ``gausslegendre``,
-    ``riemann_left|right|middle`` (see :func:`integration_nodes`). ``N·steps`` gradients are
+    ``riemann_left|right|middle`` (see ``integration_nodes`` in this module). ``N·steps`` gradients are
     computed in chunks of ``batch_size`` rows, built lazily (memory ``O(batch_size·d)``).
     """
 
