@@ -133,3 +133,28 @@ def test_projected_ascent_keeps_the_best_iterate_not_the_last():
     assert last.value is None and not torch.allclose(last.last, res.argmax)
     with pytest.raises(ValueError, match="norm"):
         projected_ascent(vg, a, 1, 0.1, lambda z: z, "l1")
+
+
+def test_attack_battery_worst_case_is_the_intersection_of_attacks():
+    """The worst case counts a digit robust only if every attack fails on it: it is at most each
+    attack's own accuracy, a stronger battery never raises it, and an attack-proof model keeps it."""
+    from xailib.attacks import attack_battery
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).double()
+    x = torch.rand(40, 1, 4, 4, dtype=torch.float64)
+    y = model(x).argmax(1)  # clean accuracy 1 by construction
+    weak = {"one step": dict(step=0.01, steps=1, loss="ce", restarts=1)}
+    strong = dict(weak, **{"margin x3": dict(step=0.05, steps=20, loss="margin", restarts=3)})
+    a, b = attack_battery(model, x, y, eps=0.3, battery=weak), attack_battery(model, x, y, eps=0.3, battery=strong)
+    assert a["clean"] == 1.0 and b["clean"] == 1.0
+    assert b["worst case"] <= min(b["one step"], b["margin x3"]) + 1e-12
+    assert b["worst case"] <= a["worst case"] + 1e-12
+    assert b["margin x3"] < 1.0  # eps = 0.3 breaks a linear model on some digits
+
+    class Constant(torch.nn.Module):  # ignores its input: no attack can change its answer
+        def forward(self, z):
+            return torch.tensor([[0.0, 1.0, 0.0]], dtype=z.dtype).expand(z.shape[0], 3) + 0 * z.flatten(1)[:, :3]
+
+    yc = torch.ones(40, dtype=torch.long)
+    assert attack_battery(Constant(), x, yc, eps=0.3, battery=strong)["worst case"] == 1.0
