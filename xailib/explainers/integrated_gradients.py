@@ -93,6 +93,26 @@ class IntegratedGradients(Explainer):
         b = self.baseline if isinstance(self.baseline, float) else f"tensor{tuple(self.baseline.shape)}"
         return f"baseline={b}, steps={self.steps}, method={self.method!r}, multiply_by_inputs={self.multiply_by_inputs}"
 
+    # -- path-method protocol (used by SmoothGrad's joint sampling) -------------------------
+    #: ``Φ(x) = ∫₀¹ g(x, α) dα`` with ``g`` given by :meth:`path_integrand`
+    is_path_method = True
+
+    def path_integrand(self, x: Tensor, alpha: Tensor, target: Optional[Tensor] = None,
+                       inst: Optional[Tensor] = None) -> Tensor:
+        """The integrand ``g(x, α)`` of ``Φ(x) = ∫₀¹ g(x, α) dα``, one position ``α`` per row.
+
+        ``g(x, α) = ∇f(b + α (x − b))``, times ``(x − b)`` when ``multiply_by_inputs``. ``x`` is a
+        validated stack of rows ``(B, *F)``, ``alpha`` a tensor ``(B,)`` in [0, 1], ``target``
+        ``None`` or ``(B,)``, ``inst`` the instance index of each row (per-instance baselines).
+        One gradient per row, in chunks of ``batch_size``. :class:`SmoothGrad` uses it to sample
+        the pair (noise, path position) jointly (see its docstring).
+        """
+        bx = resolve_baseline(self.baseline, x, inst)
+        shape1 = (-1,) + (1,) * (x.dim() - 1)
+        diff = x - bx
+        g = batched_gradients(self.model, bx + alpha.to(x.dtype).view(shape1) * diff, target, self.batch_size)
+        return diff * g if self.multiply_by_inputs else g
+
     def _attribute(self, x: Tensor, target, generator, inst) -> Tensor:
         n, s = x.shape[0], self.steps
         bx = resolve_baseline(self.baseline, x, inst)
@@ -112,4 +132,3 @@ class IntegratedGradients(Explainer):
         if self.multiply_by_inputs:
             out = diff * out
         return out
-
