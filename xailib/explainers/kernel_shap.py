@@ -32,6 +32,9 @@ class KernelSHAP(_GramCache, Explainer):
     (Prop. 2.4; regressing on removed rather than kept groups gives the dual game, which has the
     same Shapley values). For a linear model ``φ = w ⊙ (x − b)`` (summed over each group).
     ``A = ShapleyKernel.spread(φ)`` spreads each group's value evenly over its features.
+    ``efficiency=False`` drops the constraint (plain least squares ``φ = M⁻¹c``) and
+    ``paired=False`` draws independent masks: both only to measure what each buys
+    (``benchmarks/README.md``, section *Estimators at equal error*).
     """
 
     kind = "global"
@@ -40,7 +43,7 @@ class KernelSHAP(_GramCache, Explainer):
 
     def __init__(self, model, n_samples: int = 4096, baseline: float = 0.0, seed: int = 0, groups=None,
                  ridge: float = 1e-8, paired: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
-                 cache: bool = True, name: Optional[str] = None):
+                 cache: bool = True, name: Optional[str] = None, efficiency: bool = True):
         from ..perturbations import ShapleyKernel
 
         super().__init__(model, batch_size, name)
@@ -52,6 +55,7 @@ class KernelSHAP(_GramCache, Explainer):
             raise ValueError(f"`ridge` must be a number >= 0, got {ridge!r}")
         self.ridge = float(ridge)
         self.paired = bool(paired)
+        self.efficiency = bool(efficiency)
         self.seed = check_seed(seed)
         self.cache = bool(cache)
 
@@ -78,6 +82,8 @@ class KernelSHAP(_GramCache, Explainer):
             del M
             self._store_factor(key, L)
         w = torch.cholesky_solve(c.t(), L)  # (G, N)
+        if not self.efficiency:  # plain least squares (kept to measure what the constraint buys)
+            return law.spread(w.t().to(x.dtype), F)
         u = torch.cholesky_solve(torch.ones(G, 1, dtype=torch.float64, device=x.device), L)  # (G, 1)
         mu = (w.sum(0) - total) / u.sum()
         phi = (w - u * mu.view(1, -1)).t()
