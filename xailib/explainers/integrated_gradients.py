@@ -65,6 +65,11 @@ class IntegratedGradients(Explainer):
     quadrature nodes, ``method`` one of ``riemann_trapezoid`` (default), ``gausslegendre``,
     ``riemann_left|right|middle`` (see :func:`integration_nodes`). ``N·steps`` gradients are
     computed in chunks of ``batch_size`` rows, built lazily (memory ``O(batch_size·d)``).
+
+    IG is a *path method* (``is_path_method = True``; :meth:`path_integrand` gives the integrand):
+    ``SmoothGrad(IntegratedGradients(model))`` then samples (noise, path position) jointly, one
+    gradient per pair, unbiased for the exact integral; ``steps``/``method`` are used only by
+    IG itself and by ``SmoothGrad(..., sampling="nested")``.
     """
 
     stochastic = False
