@@ -1,5 +1,5 @@
-"""Integrated Gradients (Sundararajan et al. 2017) as a local explanation (NOTES.md, Prop. 2.1;
-``notebooks/theory.ipynb``)."""
+"""Integrated Gradients (Sundararajan et al. 2017) as a local explanation (the book's
+*The paper in brief*, § Theory, Prop. 2.1; ``notebooks/theory.ipynb``)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -58,8 +58,8 @@ class IntegratedGradients(Explainer):
     so that ``(x − b) ⊙ Φ`` is the usual IG attribution, which ``multiply_by_inputs=True``
     returns (``kind="global"``). Completeness: ``Σᵢ (xᵢ − bᵢ) Φᵢ = f(x) − f(b)`` up to the
     quadrature error. Φ is the quantity ``IG(f, x, I)`` of Prop. 2.1 for ``I = x − b``: it is
-    the optimal explanation for the one-point law ``I = x − b`` (NOTES.md, Prop. 2.1;
-    ``notebooks/theory.ipynb``).
+    the optimal explanation for the one-point law ``I = x − b`` (the book's *The paper in brief*,
+    § Theory, Prop. 2.1; ``notebooks/theory.ipynb``).
 
     Parameters: ``baseline`` (number, tensor broadcastable to ``F``, or ``(N, *F)``), ``steps``
     quadrature nodes, ``method`` one of ``riemann_trapezoid`` (default), ``gausslegendre``,

@@ -1,5 +1,5 @@
 """KernelSHAP (Lundberg & Lee 2017) as the optimal explanation for the Shapley-kernel law
-(NOTES.md, Prop. 2.4; ``notebooks/theory.ipynb``)."""
+(the book's *The paper in brief*, § Theory, Prop. 2.4; ``notebooks/theory.ipynb``)."""
 from __future__ import annotations
 
 from typing import Optional

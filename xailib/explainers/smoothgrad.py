@@ -1,5 +1,5 @@
-"""SmoothGrad (Smilkov et al. 2017) of any explainer (NOTES.md, "Explainers in the experiments",
-Theorems 4.1/4.2; ``notebooks/mnist.ipynb``, ``notebooks/toy.ipynb``)."""
+"""SmoothGrad (Smilkov et al. 2017) of any explainer (the book's *The paper in brief*, § Explainers
+and § Theory, Theorems 4.1/4.2; ``notebooks/mnist.ipynb``, ``notebooks/toy.ipynb``)."""
 from __future__ import annotations
 
 import math
@@ -47,7 +47,8 @@ class SmoothGrad(Explainer):
     ``path_integrand(x, t, target, inst)`` method, as :class:`IntegratedGradients`), the estimand
     is one integral over the pair (noise, path position),
 
-    ``Φ_SG(x) = E_δ ∫₀¹ g(x + δ, t) dt ≈ (1/n) Σ_k g(x + δ_k, t_k)``,  ``t_k = (k + u_k)/n``, ``u_k ~ U[0, 1)``,
+    ``Φ_SG(x) = E_δ ∫₀¹ g(x + δ, t) dt ≈ (1/n) Σ_k g(x + δ_k, t_k)``,
+    ``t_k = (k + u_k)/n``, ``u_k ~ U[0, 1)``,
 
     with ``sampling="joint"`` (the default): one gradient per pair, the positions stratified
     (one in each of ``n`` equal strata of [0, 1]; the δ_k are i.i.d., so pairing stratum k with δ_k
