@@ -14,9 +14,14 @@ def test_efficiency_switch_and_pairing_on_a_nonlinear_model():
     x = torch.rand(3, 6, dtype=D)
     total = (net(x) - net(torch.zeros_like(x))).squeeze(1)
     on = KernelSHAP(net, n_samples=64, seed=1)(x)
-    off = KernelSHAP(net, n_samples=64, seed=1, efficiency=False)(x)
-    assert torch.allclose(on.sum(1), total, atol=1e-10)  # Σφ = f(x) − f(b) exactly
+    con = KernelSHAP(net, n_samples=64, seed=1, efficiency="constrained")(x)
+    off = KernelSHAP(net, n_samples=64, seed=1, efficiency="none")(x)
+    for phi in (on, con):
+        assert torch.allclose(phi.sum(1), total, atol=1e-10)  # Σφ = f(x) − f(b) exactly
     assert (off.sum(1) - total).abs().max() > 1e-6  # plain least squares only approximately
+    # "shift" is the plain least squares moved by one constant per instance
+    d = on - off
+    assert torch.allclose(d, d[:, :1].expand_as(d), atol=1e-12)
     # both converge to the same Shapley values: exact ones by enumeration on 6 features
     import itertools
     import math
@@ -35,7 +40,7 @@ def test_efficiency_switch_and_pairing_on_a_nonlinear_model():
                 m2 = m.clone()
                 m2[i] = 1
                 exact[:, i] += w * (v(m2) - v(m))
-    for kw in ({}, {"efficiency": False}, {"paired": False}):
+    for kw in ({}, {"efficiency": "constrained"}, {"paired": False}):
         big = KernelSHAP(net, n_samples=40000, seed=2, **kw)(x)
         assert (big - exact).abs().max() < 0.02 * exact.abs().max(), kw
     small_err = (on - exact).abs().max()
