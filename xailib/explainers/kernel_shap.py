@@ -40,9 +40,9 @@ class KernelSHAP(_GramCache, Explainer):
     Shapley-kernel law the population ``M = E[zzᵀ]`` is ``a Id + b(11ᵀ − Id)``, so ``M⁻¹1 ∝ 1`` and
     both forms have the same limit (the Shapley values); the shift avoids the noisy sampled
     direction ``M⁻¹1`` and, on the MNIST CNN at 20,000 samples, cuts the error by about a quarter
-    (the constrained form needs ~1.6× the samples for the same error). ``"none"``: ``φ̂`` itself
+    (the constrained form needs ~1.5× the samples for the same error). ``"none"``: ``φ̂`` itself
     (not efficient, biased by a uniform shift). ``paired=False`` draws independent masks (error
-    ~1.9× at equal cost). Measurements: ``benchmarks/README.md``, section *Estimators at equal error*.
+    ≈ 2.3× at equal cost). Measurements: ``benchmarks/README.md``, section *Estimators at equal error*.
     """
 
     kind = "global"
