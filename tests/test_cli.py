@@ -132,8 +132,9 @@ def test_bad_input_names_the_flag(tmp_path, capsys):
     empty.mkdir()
     msg = _error(capsys, *[a if a != "mnist" else str(empty) for a in base], "--out", out)
     assert "--data" in msg and "no images" in msg
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
+    (tmp_path / "broken" / "cat").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        (tmp_path / "broken" / "cat" / name).write_bytes(b"not a png")
     msg = _error(capsys, *[a if a != "mnist" else str(tmp_path / "broken") for a in base], "--out", out)
     assert "--data" in msg and "cannot read image" in msg
     msg = _error(capsys, *base, "--out", str(tmp_path / "x.txt"))
@@ -153,3 +154,43 @@ def test_other_configuration_never_overwrites(reference, tmp_path, capsys):
     foreign.write_text("a,b\n1,2\n")
     msg = _error(capsys, *ARGS, "--n", str(N), "--out", str(foreign))
     assert "--out" in msg and foreign.read_text() == "a,b\n1,2\n"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_torchscript_model_on_image_folder(tmp_path):
+    """A TorchScript file and a flat folder of PNGs, explaining the predicted class."""
+    import numpy as np
+    from PIL import Image
+
+    from xailib import metrics, perturbations
+
+    g = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 16), torch.nn.Softplus(),
+                              torch.nn.Linear(16, 4))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    model_file = tmp_path / "net.pt"
+    torch.jit.script(net).save(str(model_file))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    imgs = (torch.rand(3, 8, 8, 3, generator=g) * 255).to(torch.uint8).numpy()
+    for k, a in enumerate(imgs):
+        Image.fromarray(np.ascontiguousarray(a)).save(folder / f"img{k}.png")
+    out = tmp_path / "f.csv"
+    argv = ["evaluate", "--model", str(model_file), "--data", str(folder), "--image-size", "8", "--target", "pred",
+            "--n", "3", "--explainers", "Grad", "--laws", "NB", "--n-infd", "32", "--n-sens", "0",
+            "--dtype", "float64", "--threads", "1", "--quiet", "--out", str(out)]
+    assert cli.main(argv) == 0
+    rows = pd.read_csv(out)
+    x = (torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255).double()  # read as float32, as the loaders
+    net = net.double()
+    target = net(x).argmax(1)
+    assert rows["target"].tolist()[::4] == target.tolist() and (rows["label"] == -1).all()
+    want = metrics.infidelity(net, torch.autograd.functional.jacobian(lambda v: net(v)[range(3), target].sum(), x),
+                              x, target, perturbations.NoisyBaseline(sigma=0.2), n_samples=32, generator=0)
+    got = rows[rows.metric == "INFD[NB]"]["value"].to_numpy()
+    assert np.allclose(got, want.numpy(), rtol=0, atol=1e-12)
+    msg_args = [a if a != "pred" else "label" for a in argv]
+    with pytest.raises(SystemExit):
+        cli.main(msg_args[:-1] + [str(tmp_path / "g.csv")])  # no class sub-folders: no labels

@@ -213,43 +213,70 @@ def load_model(name: str, quiet: bool):
         return models.get_model(name, verbose=True)
 
 
-def _load_folder(folder: Path, n: int, size: int):
-    """Images of ``folder`` (sorted; labels = index of the sorted class sub-folder, else -1)."""
+_IMG_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _folder_items(folder: Path, n: int) -> List[tuple]:
+    """``[(path, label)]`` of the first ``n`` images of ``folder`` (sorted; label = index of the
+    sorted class sub-folder, or -1 for a flat folder without sub-folders)."""
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    if subdirs:
+        items = [(p, c) for c, d in enumerate(subdirs) for p in sorted(d.iterdir()) if p.suffix.lower() in _IMG_EXT]
+    else:
+        items = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in _IMG_EXT]
+    if not items:
+        raise CliError(f"argument --data: no images ({', '.join(_IMG_EXT)}) in folder {str(folder)!r}")
+    if len(items) < n:
+        raise CliError(f"argument --n: folder {str(folder)!r} has only {len(items)} images, asked for {n}")
+    return items[:n]
+
+
+def _read_image(path: Path, size: int):
     import numpy as np
     import torch
     from PIL import Image
 
-    ext = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
-    if subdirs:
-        items = [(p, c) for c, d in enumerate(subdirs) for p in sorted(d.iterdir()) if p.suffix.lower() in ext]
-    else:
-        items = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in ext]
-    if not items:
-        raise CliError(f"argument --data: no images ({', '.join(ext)}) in folder {str(folder)!r}")
-    xs, ys = [], []
-    for p, c in items[:n]:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB").resize((size, size), Image.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8).copy()
-        except Exception as e:
-            raise CliError(f"argument --data: cannot read image {str(p)!r}: {type(e).__name__}: {e}") from None
-        xs.append(torch.from_numpy(a).permute(2, 0, 1))
-        ys.append(c)
-    return torch.stack(xs).float().div_(255.0), torch.tensor(ys, dtype=torch.long)
+    try:
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8).copy()
+    except Exception as e:
+        raise CliError(f"argument --data: cannot read image {str(path)!r}: {type(e).__name__}: {e}") from None
+    return torch.from_numpy(a).permute(2, 0, 1).float().div_(255.0)
 
 
-def load_data(args, quiet: bool):
-    """``(x, y, description)``: the first ``--n`` instances of ``--data``."""
+def check_data(args) -> None:
+    """Cheap checks of ``--data`` before any work (every process runs them)."""
     from . import data
 
     if os.path.isdir(args.data):
-        x, y = _load_folder(Path(args.data), args.n, args.image_size)
-        return x, y, f"{len(y)} images from folder {args.data}"
-    if args.data.lower().replace("-", "") not in data.DATASETS:
+        items = _folder_items(Path(args.data), args.n)
+        if args.target == "label" and items[0][1] < 0:
+            raise CliError("argument --data: the folder has no class sub-folders (no labels); use --target pred")
+        _read_image(items[0][0], args.image_size)
+        return
+    name = args.data.lower().replace("-", "")
+    if name not in data.DATASETS:
         raise CliError(f"argument --data: {args.data!r} is neither a data set ({', '.join(data.DATASETS)}) "
                        "nor an existing folder of images")
+    if args.split is not None and args.split not in data.SPLITS[name]:
+        raise CliError(f"argument --split: {args.data} has splits {', '.join(data.SPLITS[name])}, got {args.split!r}")
+
+
+def load_data(args, indices: Sequence[int]):
+    """``(x, y, description)``: instances ``indices`` (of the first ``--n``) of ``--data``.
+
+    A folder is read image by image, so a process holds only its own instances; the data sets of
+    :func:`xailib.data.load` are loaded (first ``--n``) and then subset.
+    """
+    import torch
+    from . import data
+
+    if os.path.isdir(args.data):
+        items = _folder_items(Path(args.data), args.n)
+        xs = [_read_image(items[i][0], args.image_size) for i in indices]
+        x = torch.stack(xs) if xs else torch.zeros(0, 3, args.image_size, args.image_size)
+        y = torch.tensor([items[i][1] for i in indices], dtype=torch.long)
+        return x, y, f"{args.n} images from folder {args.data}"
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             ds = data.load(args.data, args.split, n=args.n)
@@ -260,7 +287,8 @@ def load_data(args, quiet: bool):
         raise CliError(f"argument --data: cannot load {args.data!r}: {type(e).__name__}: {e}") from None
     if len(ds) < args.n:
         raise CliError(f"argument --n: {args.data!r} ({ds.split}) has only {len(ds)} instances, asked for {args.n}")
-    return ds.x, ds.y, ds.description.removeprefix("xailib.data: ")
+    idx = torch.tensor(list(indices), dtype=torch.long)
+    return ds.x[idx].clone(), ds.y[idx].clone(), ds.description.removeprefix("xailib.data: ")
 
 
 def configuration(args, model_id: str) -> dict:
@@ -469,6 +497,7 @@ def run_evaluate(args) -> int:
     config = configuration(args, _model_id(args.model))
     P = paths(args.out)
     check_config(P, config)  # every rank checks before any writes: all refuse together
+    check_data(args)
     device = resolve_device(args.device, local_rank)
     threads = args.threads or int(os.environ.get("XAILIB_THREADS", "0")) or max(1, (os.cpu_count() or 1) // local_world)
     torch.set_num_threads(threads)
@@ -477,17 +506,6 @@ def run_evaluate(args) -> int:
     model = load_model(args.model, quiet=quiet_io).to(device=device, dtype=dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    x_all, y_all, described = load_data(args, quiet=quiet_io)
-    x_all = x_all[: args.n].to(device=device, dtype=dtype)
-    y_all = y_all[: args.n].to(device)
-    with torch.no_grad():
-        pred = torch.cat([model(x_all[i : i + 256]).argmax(1) for i in range(0, args.n, 256)])
-    if args.target == "label":
-        if (y_all < 0).any():
-            raise CliError("argument --data: the folder has no class sub-folders (no labels); use --target pred")
-        target = y_all
-    else:
-        target = pred
     s = settings_from(args)
     try:
         explainers = _make_explainers(model, s, names=explainer_names)
@@ -514,14 +532,17 @@ def run_evaluate(args) -> int:
         dist.init_process_group(backend, timeout=datetime.timedelta(days=7))
         pg = True
     try:
+        done = read_done(P, per_instance)
+        todo = [i for i in range(args.n) if i not in done and i % world == rank]
+        x_mine, y_mine, described = load_data(args, todo)  # only this process's instances
+        x_mine, y_mine = x_mine.to(device=device, dtype=dtype), y_mine.to(device)
+        if pg:
+            dist.barrier()  # every process has its data: nothing is written before that
         if rank == 0:
             write_config(P, config)
             P["parts"].mkdir(parents=True, exist_ok=True)
         if pg:
             dist.barrier()
-        P["parts"].mkdir(parents=True, exist_ok=True)
-        done = read_done(P, per_instance)
-        todo = [i for i in range(args.n) if i not in done and i % world == rank]
         if rank == 0:
             print(f"xailib evaluate: {described}; {len(explainer_names)} explainer(s) × {len(metrics)} metric(s); "
                   f"{len(done)} instance(s) already done, {args.n - len([i for i in done if i < args.n])} to do "
@@ -532,11 +553,17 @@ def run_evaluate(args) -> int:
         finished = 0
         with open(part, "a", newline="") as fh:
             w = csv.writer(fh, lineterminator="\n")
-            for i in progress(todo, desc=f"instances (rank {rank})" if world > 1 else "instances"):
+            for k, i in enumerate(progress(todo, desc=f"instances (rank {rank})" if world > 1 else "instances")):
                 if args.stop_after is not None and finished >= args.stop_after:
                     break
-                rows = explain_instance(model, explainers, laws, x_all[i : i + 1], target[i : i + 1], args, batch_size)
-                lab, tg = int(y_all[i]), int(target[i])
+                xi, yi = x_mine[k : k + 1], y_mine[k : k + 1]
+                if args.target == "pred":
+                    with torch.no_grad():
+                        ti = model(xi).argmax(1)
+                else:
+                    ti = yi
+                rows = explain_instance(model, explainers, laws, xi, ti, args, batch_size)
+                lab, tg = int(yi[0]), int(ti[0])
                 buf = io.StringIO()
                 csv.writer(buf, lineterminator="\n").writerows(
                     (i, lab, tg, n, m, _fmt(v)) for n, m, v in rows)
