@@ -31,6 +31,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -59,8 +60,10 @@ examples:
   # interrupted? rerun the same command: finished instances are skipped
   # (extend a finished run to more instances by raising --n only)
 
-explainers: Grad, Grad-SG, IG, IG-SG, GBP, GBP-SG, SHAP, NB, Square, Occlusion
-laws:       NB (noisy baseline), Square (square removal)
+explainers: Grad (gradient), IG (integrated gradients), GBP (guided backprop),
+            X-SG (SmoothGrad of X), SHAP (KernelSHAP), NB and Square (the optimal
+            explanations of those laws), Occlusion (remove one pixel)
+laws:       NB (noisy baseline), Square (random square removed)
 output:     <out> per-instance rows; <out stem>.summary.csv means and standard
             errors; <out>.config.json the configuration (a rerun must match it).
 The book's page "Running at scale" explains runs on several processes and machines.
@@ -85,12 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="score explainers on a model and data set: per-instance INFD and SENS_max rows",
-        description=(
-            "Score explainers (saliency maps) by infidelity (INFD, lower = more faithful) under "
-            "perturbation laws and by max-sensitivity (SENS_max, lower = more stable), one instance "
-            "at a time. Results are written as they finish, so an interrupted run resumes where it "
-            "stopped; under torchrun the instances are split over the processes."
-        ),
+        description=textwrap.fill(
+            "Score explainers (saliency maps) by infidelity (INFD, lower = more faithful to the "
+            "model under a perturbation law) and by max-sensitivity (SENS_max, lower = more stable "
+            "under small input changes), one instance at a time. Rows are written as instances "
+            "finish, so an interrupted run resumes where it stopped; under torchrun the instances "
+            "are split over the processes, with the same result.", 78),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
