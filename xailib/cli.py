@@ -294,13 +294,23 @@ def load_data(args, indices: Sequence[int]):
     return ds.x[idx].clone(), ds.y[idx].clone(), ds.description.removeprefix("xailib.data: ")
 
 
+def _split_of(args) -> Optional[str]:
+    """The split actually read (``--split``, else the data set's held-out split; None for a folder)."""
+    from .data import SPLITS
+
+    name = args.data.lower().replace("-", "")
+    if os.path.isdir(args.data) or name not in SPLITS:
+        return None
+    return args.split or SPLITS[name][-1]
+
+
 def configuration(args, model_id: str) -> dict:
     """Every input that changes a value (not ``--n``, ``--out``, ``--device``, ``--batch-size``, ``--threads``)."""
     return {
         "format": FORMAT_VERSION,
         "model": model_id,
         "data": os.path.abspath(args.data) if os.path.isdir(args.data) else args.data.lower(),
-        "split": args.split,
+        "split": _split_of(args),
         "target": args.target,
         "image_size": args.image_size if os.path.isdir(args.data) else None,
         "explainers": _split_names(args.explainers),
