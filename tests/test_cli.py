@@ -139,6 +139,13 @@ def test_bad_input_names_the_flag(tmp_path, capsys):
     assert "--data" in msg and "cannot read image" in msg
     msg = _error(capsys, *base, "--out", str(tmp_path / "x.txt"))
     assert "--out" in msg
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        msg = _error(capsys, *base, "--out", str(tmp_path / "x.parquet"))
+        assert "--out" in msg and "pyarrow" in msg
+    msg = _error(capsys, *base, "--out", out, "--split", "validation")
+    assert "--split" in msg and "validation" in msg
     assert not any(p.suffix == ".csv" for p in tmp_path.iterdir())  # nothing written by refused runs
 
 
