@@ -40,6 +40,10 @@ try:  # pragma: no cover - whichever module this checkout has
     from .experiments import laws as _laws, make_explainers as _make_explainers, mnist_settings as _mnist_settings
 except ImportError:  # pragma: no cover
     from .paper import explainers as _make_explainers, laws as _laws, mnist_settings as _mnist_settings
+try:  # pragma: no cover
+    from .experiments import METHODS
+except ImportError:  # pragma: no cover
+    from .paper import METHODS
 
 COLUMNS = ("instance", "label", "target", "explainer", "metric", "value")
 #: metrics written per law L (besides ``SENS_max``): value, raw value, optimal scale, MC standard error
@@ -167,8 +171,6 @@ def check_args(args) -> None:
         raise CliError(f"argument --batch-size: must be >= 1, got {args.batch_size}")
     if args.threads is not None and args.threads < 1:
         raise CliError(f"argument --threads: must be >= 1, got {args.threads}")
-    from .paper import METHODS
-
     names = _split_names(args.explainers)
     if not names:
         raise CliError("argument --explainers: give at least one name")
