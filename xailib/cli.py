@@ -478,7 +478,13 @@ def resolve_device(name: str, local_rank: int):
 
 
 def explain_instance(model, explainers: dict, laws: dict, x, t, args, batch_size) -> List[tuple]:
-    """Rows ``(explainer, metric, value)`` of one instance ``x`` (shape ``(1, *F)``), target ``t``."""
+    """Rows ``(explainer, metric, value)`` of one instance ``x`` (shape ``(1, *F)``), target ``t``.
+
+    ``SENS_max = max_j ‖Φ(x + u_j) − Φ(x)‖ / ‖Φ(x)‖`` (``--n-sens`` draws ``u_j`` uniform in the L∞
+    ball of ``--radius``) and, per law, ``INFD = E[(β* IᵀΦ − (f(x) − f(x − I)))²]`` with its raw
+    value, ``β*`` and Monte-Carlo standard error (``--n-infd`` draws); see the book's *The paper in
+    brief*, § Metrics. A global explanation under a continuous law has no INFD: NaN rows.
+    """
     from .metrics import infidelity, sensitivity_max
 
     out = []
