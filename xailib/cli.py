@@ -621,6 +621,11 @@ def run_evaluate(args) -> int:
 
             with pd.option_context("display.width", 160, "display.max_columns", 20):
                 print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        for name, e in explainers.items():
+            for lname, law in laws.items():
+                if e.kind == "global" and not law.binary:
+                    print(f"note: {name} × {lname} is NaN: a global explanation has no infidelity under the "
+                          f"continuous law {lname} (use a binary law such as Square)")
         print(f"xailib evaluate: {n_done} instances in {P['out']}; summary in {P['summary']}", flush=True)
         return 0
     finally:
