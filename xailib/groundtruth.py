@@ -278,3 +278,56 @@ def spearman_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
         boots.append(spearmanr(a[i], b[i])[0])
     lo, hi = np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return rho, float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------- the chapter's networks
+#: training settings of the cue networks (the sidecar's ``config``; a change retrains)
+CUE_TRAIN = dict(n_train=2000, epochs=8, batch_size=64, lr=2e-3, seed=0, position="fixed")
+
+
+def cue_config(kind: str, **overrides) -> dict:
+    """The training configuration of the cue network for ``kind`` (:data:`CUE_TRAIN` plus overrides)."""
+    if kind not in ("patch", "text"):
+        raise ValueError(f"`kind` must be 'patch' or 'text', got {kind!r}")
+    unknown = set(overrides) - set(CUE_TRAIN)
+    if unknown:
+        raise ValueError(f"unknown training settings {sorted(unknown)}; valid: {sorted(CUE_TRAIN)}")
+    return dict(kind=kind, arch="MnistCNN", **{**CUE_TRAIN, **overrides})
+
+
+def train_cue_model(config: dict, progress: Optional[bool] = None):
+    """Train an :class:`xailib.models.MnistCNN` on the cue data set of ``config``; returns ``(model, history)``."""
+    from .models import MnistCNN, train
+
+    ds = make_cue_dataset(config["kind"], "train", n=config["n_train"], position=config["position"], seed=config["seed"])
+    torch.manual_seed(config["seed"])
+    model = MnistCNN()
+    hist = train(model, ds.x, ds.y, epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
+                 seed=config["seed"], progress=progress)
+    return model.eval(), hist
+
+
+def get_cue_model(kind: str, retrain: bool = False, verbose: bool = True, **overrides):
+    """The cue network of ``kind``: committed weights ``xailib/weights/cue_<kind>.pt`` when their
+    sidecar's config equals :func:`cue_config`, else trained now (about 20 s on a CPU, not cached).
+
+    Regenerate the committed weights with ``python scripts/train_cue_models.py``.
+    """
+    import json
+
+    from .models import MnistCNN, weights_dir
+
+    config = cue_config(kind, **overrides)
+    path = weights_dir() / f"cue_{kind}.pt"
+    side = path.with_suffix(".json")
+    if not retrain and path.is_file() and side.is_file() and json.loads(side.read_text()).get("config") == config:
+        model = MnistCNN()
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        where = f"committed weights xailib/weights/{path.name}"
+        model.eval()
+    else:
+        model, _ = train_cue_model(config)
+        where = "trained now"
+    if verbose:
+        print(f"xailib.groundtruth: cue network {kind!r} from {where}")
+    return model

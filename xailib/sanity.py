@@ -58,6 +58,8 @@ __all__ = [
     "summarize",
     "verdicts",
     "metric_summary",
+    "metric_per_instance",
+    "Memo",
     "SIMILARITIES",
 ]
 
@@ -321,6 +323,18 @@ def metric_summary(result):
     Accepts today's DataFrame and the ``Evaluation`` object (its ``.summary``).
     """
     return getattr(result, "summary", result)
+
+
+def metric_per_instance(result, metric: str):
+    """Per-instance values of ``metric`` of an :func:`xailib.metrics.evaluate` result: instances × explainers.
+
+    Accepts today's DataFrame (``df.attrs["per_instance"]``) and the ``Evaluation`` object (``.wide``).
+    """
+    if hasattr(result, "wide"):
+        return result.wide(metric)
+    from .metrics import per_instance
+
+    return per_instance(result, metric)
 
 
 class Memo:
