@@ -110,3 +110,16 @@ def test_spearman_ci():
     assert lo < 0 < hi and hi - lo < 0.4
     rho, lo, hi = G.spearman_ci(a, -a + rng.normal(size=30))
     assert hi < -0.8
+
+
+@pytest.mark.parametrize("kind", ["patch", "text"])
+def test_committed_cue_networks_read_the_cue(kind):
+    from xailib.models import evaluate_accuracy
+
+    m = G.get_cue_model(kind, verbose=False)
+    ds = G.make_cue_dataset(kind, "test", n=300, position=G.CUE_TRAIN["position"], seed=G.CUE_TRAIN["seed"])
+    assert evaluate_accuracy(m, ds.x, ds.y) > 0.95
+    assert evaluate_accuracy(m, G.remove_cue(ds), ds.y) < 0.2
+    assert evaluate_accuracy(m, G.move_cue(ds)[0], ds.y) < 0.3
+    with pytest.raises(ValueError, match="unknown training settings"):
+        G.cue_config(kind, epoch=3)
