@@ -254,7 +254,7 @@ def spearman_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
     """Spearman rank correlation of paired values with a percentile-bootstrap interval.
 
     Returns ``(rho, low, high)``; pairs with a NaN are dropped; resamples with a constant side
-    are skipped.
+    are skipped (NaN bounds when all are).
     """
     from scipy.stats import spearmanr
 
@@ -276,7 +276,11 @@ def spearman_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
         if np.ptp(a[i]) == 0 or np.ptp(b[i]) == 0:
             continue
         boots.append(spearmanr(a[i], b[i])[0])
-    lo, hi = np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    boots = np.asarray(boots, dtype=float)
+    boots = boots[~np.isnan(boots)]
+    if len(boots) == 0:  # one side constant in every resample: no interval
+        return rho, float("nan"), float("nan")
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return rho, float(lo), float(hi)
 
 
