@@ -122,6 +122,32 @@ def test_compare_verdicts_planted():
     assert v.loc["Grad", "spearman |phi|"] < 0.9
 
 
+def test_noise_floor_makes_noisy_explainer_inconclusive():
+    """A planted explainer that returns pure noise 'passes' without the noise floor, not with it."""
+    from xailib import make_generator
+
+    m = _net()
+    nets = sanity.cascade(m)
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+
+    calls = iter(range(100, 200))
+
+    class Noise:  # fresh draws at every call, as a sampled explainer with too few samples
+        kind = "local"
+
+        def __call__(self, x, target=None, *, generator=None):
+            g = make_generator(next(calls) if generator is None else generator, stream="Noise")
+            return torch.randn(x.shape, generator=g)
+
+    make = lambda net: {"noise": Noise(), "Grad": Gradient(net)}  # noqa: E731
+    _, plain = sanity.compare(make, nets, x, 0, progress=False)
+    assert sanity.verdicts(plain).loc["noise", "verdict"] == "passes"
+    _, table = sanity.compare(make, nets, x, 0, progress=False, repeat_seed=1)
+    v = sanity.verdicts(table)
+    assert v.loc["noise", "verdict"] == "inconclusive (noisy)" and abs(v.loc["noise", "noise floor"]) < 0.2
+    assert v.loc["Grad", "noise floor"] == pytest.approx(1.0)  # deterministic: identical repeat
+
+
 def test_memo_and_metric_summary():
     m = _net()
     g = Gradient(m)

@@ -27,7 +27,9 @@ error ``std/√N`` over the instances in :func:`compare`):
 
 Verdict (:func:`verdicts`): an explainer *passes* when its maps of the all-random network are
 clearly unlike those of the trained one: the mean ``spearman |phi|`` at the all-random stage plus
-two standard errors is below ``threshold`` (0.5 by default); it *fails* otherwise.
+two standard errors is below ``threshold`` (0.5 by default); it *fails* otherwise; and it is
+*inconclusive* when two runs of it on the trained network (different seeds) are not themselves
+clearly similar (the noise floor, ``compare(..., repeat_seed=1)``).
 
 Chapter: ``notebooks/sanity_check`` (the book's *The paper in brief*, § Experiments).
 """
@@ -61,10 +63,14 @@ __all__ = [
     "metric_per_instance",
     "Memo",
     "SIMILARITIES",
+    "REPEAT",
 ]
 
 #: the similarity scores of :func:`similarity`, in order
 SIMILARITIES = ("spearman |phi|", "spearman phi", "ssim")
+
+#: the stage name of the repeated reference explanations (:func:`compare`'s ``repeat_seed``)
+REPEAT = "trained, other seed"
 
 
 # --------------------------------------------------------------------------- layer randomisation
@@ -256,12 +262,18 @@ def compare(
     target=None,
     reference: str = "trained",
     progress: Optional[bool] = None,
+    repeat_seed: Optional[int] = None,
 ):
     """Explain ``x`` under every network and score each map against the ``reference`` network's.
 
     ``make_explainers(model) -> {name: explainer}`` (e.g. ``lambda m: xailib.paper.explainers(m, s)``).
     Returns ``(maps, table)``: ``maps[stage][explainer]`` the ``(N, *F)`` explanations, and a tidy
     DataFrame with columns ``stage, explainer, instance, metric, value`` (metrics :data:`SIMILARITIES`).
+
+    ``repeat_seed``: also explain with the ``reference`` network again, every explainer called with
+    ``generator=repeat_seed`` (stage :data:`REPEAT`): the similarity of two runs of the same
+    explainer on the same network, the *noise floor* that randomisation must be compared with
+    (1 for deterministic explainers; low for a Monte-Carlo explainer with too few samples).
     """
     import pandas as pd
 
@@ -273,6 +285,9 @@ def compare(
     for stage in U.progress(list(networks), desc="stages", disable=None if progress is None else not progress):
         ex = make_explainers(networks[stage])
         maps[stage] = OrderedDict((name, e(x, t).detach()) for name, e in ex.items())
+    if repeat_seed is not None:
+        ex = make_explainers(networks[reference])
+        maps[REPEAT] = OrderedDict((name, e(x, t, generator=int(repeat_seed)).detach()) for name, e in ex.items())
     rows = []
     for stage, per in maps.items():
         for name, phi in per.items():
@@ -297,8 +312,12 @@ def summarize(table):
 def verdicts(table, stage: str = None, threshold: float = 0.5, metric: str = "spearman |phi|", z: float = 2.0):
     """Per explainer: passes when ``mean + z·se`` of ``metric`` at ``stage`` is below ``threshold``.
 
-    ``stage`` defaults to the all-random stage of :func:`cascade`. Returns a DataFrame with the
-    mean, its standard error, the upper bound and ``verdict`` ("passes" / "fails").
+    ``stage`` defaults to the all-random stage of :func:`cascade`. When ``table`` holds the
+    :data:`REPEAT` stage (``compare(..., repeat_seed=...)``), an explainer whose repeated maps of
+    the *trained* network are themselves not clearly similar (``mean − z·se`` of the noise floor
+    not above ``threshold``) gets ``"inconclusive (noisy)"``: dissimilarity after randomisation
+    then says nothing. Returns a DataFrame with the mean, its standard error, the upper bound,
+    the noise floor (when available) and ``verdict``.
     """
     import pandas as pd
 
@@ -314,6 +333,11 @@ def verdicts(table, stage: str = None, threshold: float = 0.5, metric: str = "sp
     out = pd.DataFrame({"stage": stage, metric: sub[metric], f"{metric} se": sub[f"{metric} se"]})
     out["upper"] = out[metric] + z * out[f"{metric} se"]
     out["verdict"] = ["passes" if u < threshold else "fails" for u in out["upper"]]
+    if REPEAT in set(table["stage"]):
+        rep = summ.xs(REPEAT, level="stage")
+        out["noise floor"] = rep[metric].reindex(out.index)
+        low = out["noise floor"] - z * rep[f"{metric} se"].reindex(out.index).fillna(0.0)
+        out.loc[low <= threshold, "verdict"] = "inconclusive (noisy)"
     return out
 
 
