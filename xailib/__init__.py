@@ -17,7 +17,7 @@ from .config import device, pick, profile, setup
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("perturbations", "explainers", "metrics", "theory", "data", "models", "toy", "attacks", "paper", "plots", "captum", "training")
+_SUBMODULES = ("perturbations", "explainers", "metrics", "theory", "data", "models", "toy", "attacks", "paper", "plots", "captum", "training", "cli", "sanity", "groundtruth")
 
 
 def __getattr__(name):
