@@ -291,9 +291,10 @@ def _move_control(page, cell) -> str:
 
 #: explorers known not to update in JupyterLab, with the reason (xfail, not strict: a fix shows as XPASS)
 KNOWN_BROKEN = {
-    "toy": "the kernel's Output widget holds the new figure and table after a slider change, but the "
-           "page keeps showing the old table (interactive_output + clear_output(wait=True) with "
-           "ipywidgets 8.1.9 / ipykernel 7.4 / JupyterLab 4.6): the chapter's explorer needs a fix",
+    "toy": "after a slider click the kernel's Output widget holds the new figure and table (a=24.8: "
+           "SG 0.750) but the page keeps showing the old ones; minimal interactive_output notebooks "
+           "(table + figure, with xailib.setup()) update fine here, so the cause is in this explorer "
+           "and not found yet",
 }
 
 
