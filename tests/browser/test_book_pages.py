@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHOTS, PageLog
+from browser_support import ROOT, SHOTS, PageLog
 
 CANDIDATES = [ROOT / "_build" / "check" / "_build" / "html", ROOT / "_build" / "html"]
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHOTS, PageLog
+from browser_support import ROOT, SHOTS, PageLog
 
 MAX_UPDATE_S = float(os.environ.get("XAILIB_EXPLORER_MAX_S", "2.0"))
 EXPLORER = re.compile(r"\bipywidgets\b|\binteract(_manual|ive_output|ive)?\(")
