@@ -291,10 +291,11 @@ def _move_control(page, cell) -> str:
 
 #: explorers known not to update in JupyterLab, with the reason (xfail, not strict: a fix shows as XPASS)
 KNOWN_BROKEN = {
-    "toy": "after a slider click the kernel's Output widget holds the new figure and table (a=24.8: "
-           "SG 0.750) but this page keeps showing the old ones. Cause not found: the same set-up code "
-           "and explorer cell in a fresh one-cell notebook update in 0.7 s, so it may come from the "
-           "chapter's saved widget state (or this test) rather than from the explorer's code",
+    "toy": "intermittent (3 of 6 runs on a loaded 2-core machine): after a slider click the kernel's "
+           "Output widget holds the new figure and table (a=24.8: SG 0.750) but the page keeps showing "
+           "the old ones; the other runs update in 1.0-1.3 s. Cause not found (a race between the "
+           "figure and table outputs and clear_output(wait=True)?); a one-cell notebook with the same "
+           "code updated every time",
 }
 
 
