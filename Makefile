@@ -12,12 +12,12 @@ export XAILIB_THREADS ?= 2
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: venv book test unit nbval check-book notebooks nb bench clean
+.PHONY: venv book test unit nbval check-book browser lab notebooks nb bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	$(BIN)/python -m pip install --quiet -e ".[book,test,browser]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,12 +27,27 @@ book: venv
 	$(JB) build . -W -n --keep-going
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
 
-## make test: unit tests, strict nbval of the notebooks, executed-in-order check, book build without execution
-test: venv unit nbval check-book
+## make test: unit tests, strict nbval of the notebooks, executed-in-order check, book build without execution,
+## then the browser tests (the built pages offline, the live explorers in JupyterLab) when chromium is present
+test: venv unit nbval check-book browser
 	@echo "make test: all checks passed"
 
 unit: venv
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --ignore=tests/browser
+
+## make browser: headless chromium opens every page of the check build and drives the explorers in JupyterLab
+## (screenshots in _build/screenshots/); says "SKIPPED: no chromium" when /usr/bin/chromium is missing
+browser: venv
+	@if [ -x "$${XAILIB_CHROMIUM:-/usr/bin/chromium}" ]; then \
+	    XAILIB_SITE=$(CURDIR)/_build/check/_build/html $(BIN)/python -m pytest tests/browser -q -p no:cacheprovider -rs; \
+	else echo "SKIPPED: no chromium (the browser tests need Debian's chromium: apt-get install chromium)"; fi
+
+## make lab: JupyterLab on the chapters (paired .md files open as notebooks), with the project's kernel
+LAB_PORT ?= 8888
+lab: venv
+	@echo "JupyterLab: open the http://127.0.0.1:$(LAB_PORT)/lab?token=... URL printed below (Ctrl-C to stop)"
+	$(BIN)/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	    --ServerApp.root_dir=$(CURDIR)/notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 nbval: venv
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=1200 \
