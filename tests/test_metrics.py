@@ -418,38 +418,53 @@ def test_evaluate_table_pairing_and_cost():
     explainers = {"zeta": Const(phis["a"][0]), "alpha": Const(phis["b"][0]), "glob": Const(phis["c"][0], kind="global")}
     laws_ = {"NB": NoisyBaseline(), "Square": SquareRemoval((1, 3))}
     model.inputs = 0
-    df = M.evaluate(model, explainers, x, t, perturbations=laws_, n_infd=50, n_sens=5, generator=3)
+    ev = M.evaluate(model, explainers, x, t, perturbations=laws_, n_infd=50, n_sens=5, generator=3)
+    df = ev.summary
     # one set of forward passes: f(x) once and N·n per law, whatever the number of explainers
     assert model.inputs == 4 + 2 * 4 * 50
     assert list(df.index) == ["zeta", "alpha", "glob"]
     assert list(df.columns) == ["SENS_max", "SENS_max se", "INFD[NB]", "INFD[NB] se", "INFD[Square]",
                                 "INFD[Square] se"]
     assert math.isnan(df.loc["glob", "INFD[NB]"]) and not math.isnan(df.loc["glob", "INFD[Square]"])
-    assert any("glob" in n for n in df.attrs["notes"])
+    assert any("glob" in n for n in ev.notes)
     # every entry equals the stand-alone metric with the same seed
     for name, law in laws_.items():
         ref = M.infidelity(net, phis["a"], x, t, perturbation=law, n_samples=50, generator=3)
-        torch.testing.assert_close(torch.tensor(df.attrs["per_instance"][f"INFD[{name}]"]["zeta"], dtype=D64), ref)
+        torch.testing.assert_close(torch.tensor(ev.wide(f"INFD[{name}]")["zeta"].to_numpy(), dtype=D64), ref)
         assert math.isclose(df.loc["zeta", f"INFD[{name}]"], float(ref.mean()), rel_tol=1e-12)
         assert math.isclose(df.loc["zeta", f"INFD[{name}] se"], float(ref.std() / 2), rel_tol=1e-9)
     ref = M.infidelity(net, phis["c"], x, t, perturbation=laws_["Square"], n_samples=50, generator=3, kind="global")
-    torch.testing.assert_close(torch.tensor(df.attrs["per_instance"]["INFD[Square]"]["glob"], dtype=D64), ref)
-    pi = M.per_instance(df, "INFD[NB]")
-    assert isinstance(pi, pd.DataFrame) and pi.shape == (4, 2)
+    torch.testing.assert_close(torch.tensor(ev.wide("INFD[Square]")["glob"].to_numpy(), dtype=D64), ref)
+    pi = ev.wide("INFD[NB]")
+    assert isinstance(pi, pd.DataFrame) and pi.shape == (4, 2) and list(pi.columns) == ["zeta", "alpha"]
+    assert list(pi.index) == [0, 1, 2, 3]
+    # the tidy table: one row per (explainer, instance, metric)
+    tidy = ev.per_instance
+    assert list(tidy.columns) == ["explainer", "instance", "metric", "value"]
+    assert set(tidy["metric"]) == {"SENS_max", "INFD[NB]", "INFD[NB] raw", "INFD[NB] beta", "INFD[NB] mc_se",
+                                   "INFD[Square]", "INFD[Square] raw", "INFD[Square] beta", "INFD[Square] mc_se"}
+    assert len(tidy) == 4 * (3 + 2 * 4 + 3 * 4)  # SENS for 3, NB for 2 explainers, Square for 3 (4 metrics each)
+    with pytest.raises(ValueError, match="metric"):
+        ev.wide("INFD[nope]")
+    with pytest.warns(DeprecationWarning):
+        pd.testing.assert_frame_equal(M.per_instance(ev, "INFD[NB]"), pi)
+    assert "zeta" in repr(ev) and "glob" in repr(ev) and "<table" in ev._repr_html_()
+    assert ev.settings["n_infd"] == 50 and ev.settings["N"] == 4
     # constant explainers have zero sensitivity
     assert df["SENS_max"].abs().max() == 0
-    # the table survives pandas operations (attrs hold plain lists)
-    pd.concat([df, df])
+    # per-instance values survive pandas operations (no DataFrame.attrs)
+    both = pd.concat([ev.per_instance.assign(run=0), ev.per_instance.assign(run=1)])
+    assert len(both) == 2 * len(tidy)
 
 
 def test_evaluate_sensitivity_matches_standalone():
     A = torch.eye(d, dtype=D64) * 2
     model = Quadratic(A)
     x = torch.rand(3, *F, dtype=D64)
-    df = M.evaluate(model, {"Grad": Gradient(model)}, x, perturbations={"G": Gaussian(0.1)}, n_infd=20, n_sens=10,
+    ev = M.evaluate(model, {"Grad": Gradient(model)}, x, perturbations={"G": Gaussian(0.1)}, n_infd=20, n_sens=10,
                     generator=4)
     ref = M.sensitivity_max(Gradient(model), x, n_samples=10, generator=4)
-    torch.testing.assert_close(torch.tensor(df.attrs["per_instance"]["SENS_max"]["Grad"], dtype=D64), ref)
+    torch.testing.assert_close(torch.tensor(ev.wide("SENS_max")["Grad"].to_numpy(), dtype=D64), ref)
 
 
 # ---------------------------------------------------------------- device
@@ -473,8 +488,8 @@ def test_cuda_device_and_dtype_preserved(dtype):
     assert s.device.type == "cuda" and s.dtype == dtype
     r = M.robust_infidelity(model, grad, x, t, NoisyBaseline(), 0.1, n_samples=16, n_restarts=1, steps=2)
     assert r.device.type == "cuda" and r.dtype == dtype and torch.isfinite(r).all()
-    df = M.evaluate(model, {"Grad": grad}, x, t, n_infd=16, n_sens=4)
-    assert df.notna().all().all()
+    ev = M.evaluate(model, {"Grad": grad}, x, t, n_infd=16, n_sens=4)
+    assert ev.summary.notna().all().all()
 
 
 def test_metric_and_explainer_with_equal_seeds_draw_independently():

@@ -32,6 +32,7 @@ __all__ = [
     "sensitivity_noise_floor",
     "robust_infidelity",
     "evaluate",
+    "Evaluation",
     "per_instance",
 ]
 
@@ -547,17 +548,73 @@ def robust_infidelity(
 # the paired evaluation table
 
 
-def per_instance(df, column: str):
-    """Per-instance values of ``column`` of an :func:`evaluate` table: DataFrame (instances × explainers).
+class Evaluation:
+    """What :func:`evaluate` returns: the summary table, the per-instance values, notes, settings.
 
-    For paired comparisons (NOTES "Monte-Carlo hygiene"): e.g.
-    ``d = per_instance(df, "INFD[NB]"); (d["Grad"] - d["Grad-SG"]).mean()`` with standard error
-    ``.std() / √N`` (``notebooks/mnist.ipynb``).
+    Attributes:
+        summary: DataFrame, index = explainer names (in the order given), columns ``"SENS_max"``,
+            ``"SENS_max se"`` and, for each law name ``L``, ``"INFD[L]"``, ``"INFD[L] se"``
+            (means over the ``N`` instances and their standard errors ``std/√N``).
+        per_instance: tidy DataFrame with columns ``explainer, instance, metric, value``; ``metric``
+            is one of ``"SENS_max"``, ``"INFD[L]"``, ``"INFD[L] raw"`` (unscaled), ``"INFD[L] beta"``
+            (the optimal scale β*) and ``"INFD[L] mc_se"`` (per-instance Monte-Carlo error).
+        notes: list of str (e.g. why an entry is NaN).
+        settings: dict of the arguments that produced the table.
+
+    ``wide(metric)`` gives the instances × explainers view used for paired differences:
+    ``d = ev.wide("INFD[NB]"); (d["Grad"] - d["Grad-SG"]).mean()`` with standard error
+    ``.std() / √N`` (see the book's *The paper in brief*, § Monte-Carlo hygiene, and the chapter
+    ``notebooks/mnist``). In a notebook the object displays its summary.
     """
-    import pandas as pd
 
-    data = df.attrs["per_instance"][column]
-    return pd.DataFrame({k: list(v) for k, v in data.items()})
+    def __init__(self, summary, per_instance, notes=None, settings=None):
+        self.summary = summary
+        self.per_instance = per_instance
+        self.notes = list(notes or [])
+        self.settings = dict(settings or {})
+
+    @property
+    def metrics(self) -> list:
+        """The metric names present in :attr:`per_instance`, in order of first appearance."""
+        return list(dict.fromkeys(self.per_instance["metric"]))
+
+    def wide(self, metric: str):
+        """Per-instance values of ``metric``: DataFrame, index = instance, one column per explainer.
+
+        Explainers without a value for ``metric`` (e.g. a global explainer under a continuous law)
+        are left out. Unknown ``metric`` → ``ValueError`` listing the available ones.
+        """
+        pi = self.per_instance
+        sel = pi[pi["metric"] == metric]
+        if sel.empty:
+            raise ValueError(f"`metric` must be one of {self.metrics}, got {metric!r}")
+        w = sel.pivot(index="instance", columns="explainer", values="value")
+        order = [e for e in self.summary.index if e in w.columns]
+        w = w[order]
+        w.columns.name = None
+        return w
+
+    def __repr__(self) -> str:
+        s = f"Evaluation(N={self.settings.get('N', '?')})\n{self.summary!r}"
+        if self.notes:
+            s += "\nnotes:\n" + "\n".join(f"  - {n}" for n in self.notes)
+        return s
+
+    def _repr_html_(self) -> str:
+        import html
+
+        out = self.summary._repr_html_()
+        if self.notes:
+            out += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>"
+        return out
+
+
+def per_instance(evaluation: "Evaluation", column: str):
+    """Deprecated alias of ``evaluation.wide(column)`` (see :class:`Evaluation`)."""
+    warnings.warn("metrics.per_instance(ev, col) is deprecated: use ev.wide(col)", DeprecationWarning, stacklevel=2)
+    if not isinstance(evaluation, Evaluation):
+        raise TypeError(f"`evaluation` must be what evaluate() returns (an Evaluation), got {type(evaluation).__name__}")
+    return evaluation.wide(column)
 
 
 def evaluate(
@@ -587,15 +644,16 @@ def evaluate(
     (``n_sens`` uniform draws in the L∞ ball of ``radius``; ``n_sens=0`` skips SENS). With an
     int/None ``generator`` each component uses a fresh generator with that seed, so every entry
     equals the stand-alone :func:`infidelity` / :func:`sensitivity_max` call with the same seed.
-    Global explainers under a continuous law get NaN (explained in ``df.attrs["notes"]``).
+    Global explainers under a continuous law get NaN (explained in ``.notes``).
     ``normalize`` is passed to the sensitivity (relative SENS by default, see
     :func:`sensitivity_max`); stochastic explainers use common random numbers there (compare with
     :func:`sensitivity_noise_floor`).
 
-    ``df.attrs``: ``"per_instance"`` (``{column: {explainer: [N values]}}``, also for
-    ``"INFD[L] raw"``, ``"INFD[L] beta"``, ``"INFD[L] mc_se"``; see :func:`per_instance` for a
-    DataFrame view, used for paired differences), ``"notes"``, ``"settings"``.
-    Chapter: ``notebooks/mnist.ipynb`` (NOTES "Experiments to reproduce", Table 1).
+    Returns an :class:`Evaluation`: ``.summary`` (the table above), ``.per_instance`` (tidy:
+    ``explainer, instance, metric, value``, also for ``"INFD[L] raw"``, ``"INFD[L] beta"``,
+    ``"INFD[L] mc_se"``), ``.wide(metric)`` (instances × explainers, for paired differences),
+    ``.notes``, ``.settings``. Chapter: ``notebooks/mnist`` (the book's *The paper in brief*,
+    § Experiments, Table 1).
     """
     import pandas as pd
 
@@ -627,13 +685,13 @@ def evaluate(
     phis = {}
     for name in U.progress(names, desc="explain x"):
         phis[name] = _explain(explainers[name], x, t, f"explainers[{name!r}]")
-    per: Dict[str, Dict[str, list]] = {}
+    records = []  # (explainer, instance, metric, value)
     rows = {name: {} for name in names}
     notes = []
 
     def put(col, name, vals: Tensor):
         v = vals.detach().double().cpu()
-        per.setdefault(col, {})[name] = v.tolist()
+        records.extend((name, i, col, float(val)) for i, val in enumerate(v.tolist()))
         mean = float(v.mean())
         se = float(v.std() / math.sqrt(N)) if N > 1 else float("nan")
         return mean, se
@@ -665,11 +723,9 @@ def evaluate(
             put(col + " raw", name, det.raw)
             put(col + " beta", name, det.beta)
             put(col + " mc_se", name, det.se)
-    df = pd.DataFrame.from_dict(rows, orient="index")
-    df = df.loc[names]
-    df.attrs["per_instance"] = per
-    df.attrs["notes"] = notes
-    df.attrs["settings"] = {
+    summary = pd.DataFrame.from_dict(rows, orient="index").loc[names]
+    tidy = pd.DataFrame.from_records(records, columns=["explainer", "instance", "metric", "value"])
+    settings = {
         "N": N,
         "n_infd": n_infd,
         "n_sens": n_sens,
@@ -679,4 +735,4 @@ def evaluate(
         "perturbations": {k: repr(v) for k, v in perturbations.items()},
         "dtype": str(x.dtype),
     }
-    return df
+    return Evaluation(summary, tidy, notes, settings)
