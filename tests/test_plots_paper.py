@@ -184,11 +184,11 @@ def test_claims_on_an_evaluate_table():
     long = claims.long_form(table, ["SENS_max", "INFD[NB]", "INFD[Square]"])
     assert len(long) == 4 * 6 and list(long.columns[:2]) == ["explainer", "instance"]
     assert long[long.explainer == "Square"]["INFD[NB]"].isna().all()  # global under a continuous law
-    assert long[long.explainer == "Grad"]["SENS_max"].tolist() == pytest.approx(
-        table.attrs["per_instance"]["SENS_max"]["Grad"])
+    assert long[long.explainer == "Grad"]["SENS_max"].tolist() == pytest.approx(table.wide("SENS_max")["Grad"].tolist())
+    assert claims.long_form(table.per_instance, ["SENS_max"]).equals(long[["explainer", "instance", "SENS_max"]])
     s = claims.summary_table(table, ["SENS_max", "INFD[Square]"])
-    assert s.loc["Grad", "SENS_max"] == pytest.approx(table.loc["Grad", "SENS_max"])
-    assert s.loc["NB", "INFD[Square] se"] == pytest.approx(table.loc["NB", "INFD[Square] se"])
+    assert s.loc["Grad", "SENS_max"] == pytest.approx(table.summary.loc["Grad", "SENS_max"])
+    assert s.loc["NB", "INFD[Square] se"] == pytest.approx(table.summary.loc["NB", "INFD[Square] se"])
     c = claims.check_claims(table, table)
     assert set(c["metric"]) == {"SENS_max", "INFD[NB]", "INFD[Square]"}
     own = c[c.claim.str.startswith("optimal")]
@@ -221,7 +221,9 @@ def test_settings_explainers_headline_and_projection():
     table = M.evaluate(model, sub, x, 0, perturbations=experiments.laws(small), n_infd=30, n_sens=2)
     h = claims.headline(table, {n: e.kind for n, e in sub.items()})
     assert h.loc["Grad", "law"] == "NB" and h.loc["SHAP", "law"] == "Square"
-    assert h.loc["SHAP", "INFD"] == table.loc["SHAP", "INFD[Square]"]
+    assert h.loc["SHAP", "INFD"] == table.summary.loc["SHAP", "INFD[Square]"]
+    mc = table.wide("INFD[NB] mc_se")["Grad"].to_numpy()
+    assert h.loc["Grad", "INFD mc se"] == pytest.approx(np.sqrt(np.mean(mc**2) / len(mc)))
     assert h.loc["Grad", "INFD mc se"] > 0
     p = claims.paired(table, "SENS_max", "Grad-SG", "Grad")
     assert p["n"] == 4 and p["verdict"] in ("a lower", "a higher", "inconclusive")
@@ -229,7 +231,7 @@ def test_settings_explainers_headline_and_projection():
     energy = {k: M.infidelity(model, zeros, x, 0, law, n_samples=30).tolist() for k, law in experiments.laws(small).items()}
     rel = claims.relative_infidelity(table, energy)
     g = rel[rel.explainer == "Grad"]["rINFD[NB]"].to_numpy()
-    np.testing.assert_allclose(g, np.array(table.attrs["per_instance"]["INFD[NB]"]["Grad"]) / np.array(energy["NB"]))
+    np.testing.assert_allclose(g, table.wide("INFD[NB]")["Grad"].to_numpy() / np.array(energy["NB"]))
     assert (rel["rINFD[Square]"].dropna() <= 1 + 1e-9).all()  # optimal scaling never does worse than Φ = 0
     proj = experiments.project_time({"Grad": 0.01, "IG-SG": 0.1}, 1e-4)
     assert proj.loc["IG-SG", "paper [min]"] == pytest.approx(50 * 51 * 0.1 * (200 / 30) * (50 / 16) / 60)

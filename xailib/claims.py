@@ -14,8 +14,8 @@ Input frames
 ------------
 ``check_claims`` accepts, for each network, either
 
-* the table returned by :func:`xailib.metrics.evaluate` (its per-instance values, kept in
-  ``df.attrs["per_instance"]``, are used for paired differences); or
+* what :func:`xailib.metrics.evaluate` returns, an :class:`~xailib.metrics.Evaluation` (its
+  tidy ``per_instance`` values are used for paired differences), or that tidy frame; or
 * a *per-instance* frame: one row per (explainer, instance), with an ``explainer`` and an
   ``instance`` column (or index levels of these names) and one column per metric
   (:func:`long_form` turns an ``evaluate`` table into one); or
@@ -50,45 +50,62 @@ def _wide(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return flat.pivot_table(index="instance", columns="explainer", values=metric, aggfunc="first")
 
 
-def _has_attrs(df: pd.DataFrame) -> bool:
-    return isinstance(df.attrs.get("per_instance"), dict) and bool(df.attrs["per_instance"])
+def _is_evaluation(obj) -> bool:
+    """An :class:`xailib.metrics.Evaluation` (duck-typed: ``summary`` and a tidy ``per_instance``)."""
+    return isinstance(getattr(obj, "summary", None), pd.DataFrame) and isinstance(
+        getattr(obj, "per_instance", None), pd.DataFrame)
 
 
-def long_form(table: pd.DataFrame, columns: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """An :func:`xailib.metrics.evaluate` table -> per-instance long frame.
+_TIDY = ["explainer", "instance", "metric", "value"]
 
-    One row per (explainer, instance), columns ``explainer``, ``instance`` and one column per
-    per-instance metric (``SENS_max``, ``INFD[NB]``, ``INFD[NB] raw``, ...; ``columns`` selects
-    some). Explainer/metric pairs without values (a global explanation under a continuous law)
-    are NaN.
+
+def long_form(evaluation, columns: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """An :func:`xailib.metrics.evaluate` result -> per-instance frame, one column per metric.
+
+    ``evaluation``: an :class:`~xailib.metrics.Evaluation` or its tidy ``per_instance`` frame
+    (columns ``explainer, instance, metric, value``). One row per (explainer, instance), columns
+    ``explainer``, ``instance`` and one column per per-instance metric (``SENS_max``,
+    ``INFD[NB]``, ``INFD[NB] raw``, ...; ``columns`` selects some). Explainer/metric pairs
+    without values (a global explanation under a continuous law) are NaN.
     """
-    _check_frame(table, "table")
-    per = table.attrs.get("per_instance")
-    if not isinstance(per, dict) or not per:
-        raise ValueError("`table` has no per-instance values (df.attrs['per_instance']): pass evaluate()'s table")
-    cols = list(per) if columns is None else list(columns)
-    missing = [c for c in cols if c not in per]
+    if _is_evaluation(evaluation):
+        tidy, order = evaluation.per_instance, list(evaluation.summary.index)
+    elif isinstance(evaluation, pd.DataFrame) and set(_TIDY) <= set(evaluation.columns):
+        tidy, order = evaluation, list(dict.fromkeys(evaluation["explainer"]))
+    else:
+        raise ValueError("`evaluation` has no per-instance values: pass what evaluate() returns (an Evaluation) "
+                         "or its tidy per_instance frame (explainer, instance, metric, value)")
+    if tidy.empty:
+        raise ValueError("`evaluation` has no per-instance values")
+    available = list(dict.fromkeys(tidy["metric"]))
+    cols = available if columns is None else list(columns)
+    missing = [c for c in cols if c not in available]
     if missing:
-        raise KeyError(f"no per-instance values for {missing}; available: {list(per)}")
-    frames = []
-    for c in cols:
-        for name, vals in per[c].items():
-            frames.append(pd.DataFrame({"explainer": name, "instance": range(len(vals)), "metric": c, "value": vals}))
-    long = pd.concat(frames, ignore_index=True)
-    out = long.pivot_table(index=["explainer", "instance"], columns="metric", values="value", aggfunc="first",
-                           dropna=False)
+        raise KeyError(f"no per-instance values for {missing}; available: {available}")
+    out = tidy[tidy["metric"].isin(cols)].pivot_table(
+        index=["explainer", "instance"], columns="metric", values="value", aggfunc="first", dropna=False)
     out = out.reindex(columns=cols).reset_index()
     out.columns.name = None
-    order = {n: i for i, n in enumerate(table.index)}
-    out = out.sort_values(["explainer", "instance"], key=lambda s: s.map(order) if s.name == "explainer" else s)
+    rank = {n: i for i, n in enumerate(order)}
+    out = out.sort_values(["explainer", "instance"], key=lambda s: s.map(rank) if s.name == "explainer" else s)
     return out.reset_index(drop=True)
 
 
 def _check_frame(df, name: str) -> None:
+    if _is_evaluation(df):
+        df = df.summary
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"`{name}` must be a pandas DataFrame, got {type(df).__name__}")
+        raise TypeError(f"`{name}` must be an Evaluation (from xailib.metrics.evaluate) or a pandas DataFrame, "
+                        f"got {type(df).__name__}")
     if df.empty:
         raise ValueError(f"`{name}` is empty")
+
+
+def _per_instance_frame(df):
+    """Evaluation or tidy frame -> per-instance frame (one column per metric); other frames unchanged."""
+    if _is_evaluation(df) or (isinstance(df, pd.DataFrame) and list(df.columns) == _TIDY):
+        return long_form(df)
+    return df
 
 
 class _Values:
@@ -96,8 +113,7 @@ class _Values:
 
     def __init__(self, df: pd.DataFrame, name: str):
         _check_frame(df, name)
-        if _has_attrs(df):
-            df = long_form(df)
+        df = _per_instance_frame(df)
         self.df = df
         self.name = name
         self.per_instance = _is_per_instance(df)
@@ -286,8 +302,7 @@ def summary_table(df: pd.DataFrame, metrics: Sequence[str], methods: Sequence[st
     ``evaluate`` table (its per-instance values) or a long per-instance frame.
     """
     _check_frame(df, "df")
-    if _has_attrs(df):
-        df = long_form(df)
+    df = _per_instance_frame(df)
     if not _is_per_instance(df):
         raise ValueError("`df` must be a per-instance frame with 'explainer' and 'instance' columns")
     vals = _Values(df, "df")
@@ -321,8 +336,10 @@ def side_by_side(measured: pd.DataFrame, network: str, metrics: Mapping[str, str
     return out
 
 
-def relative_infidelity(table: pd.DataFrame, energy: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+def relative_infidelity(table, energy: Mapping[str, Sequence[float]]) -> pd.DataFrame:
     """Per-instance INFD divided by the energy ``E[Δf²]`` of the function differences, per law.
+
+    ``table``: an :class:`~xailib.metrics.Evaluation` (what :func:`~xailib.metrics.evaluate` returns).
 
     ``energy[law]``: ``E[Δf²]`` per instance under that law: the (optimally scaled) infidelity
     of the zero explanation, ``xailib.metrics.infidelity(model, zeros, x, ..., perturbation=law)``
@@ -345,8 +362,10 @@ def relative_infidelity(table: pd.DataFrame, energy: Mapping[str, Sequence[float
     return out
 
 
-def paired(table: pd.DataFrame, metric: str, a: str, b: str, z: float = 2.0) -> dict:
+def paired(table, metric: str, a: str, b: str, z: float = 2.0) -> dict:
     """Paired comparison of two explainers (rows ``a`` and ``b``) of one table on ``metric``.
+
+    ``table``: an :class:`~xailib.metrics.Evaluation` or a per-instance frame (module docstring).
 
     Returns ``{"difference": mean(a − b), "se": its standard error over instances, "n": pairs,
     "verdict": "a lower" | "a higher" | "inconclusive"}`` (``z`` standard errors decide).
@@ -361,25 +380,33 @@ def paired(table: pd.DataFrame, metric: str, a: str, b: str, z: float = 2.0) -> 
             "verdict": {"holds": "a lower", "fails": "a higher", "inconclusive": "inconclusive"}[v]}
 
 
-def headline(table: pd.DataFrame, kinds: Mapping[str, str], local_law: str = "NB", global_law: str = "Square") -> pd.DataFrame:
-    """The paper's reading of an :func:`~xailib.metrics.evaluate` table: one INFD per explainer.
+def headline(evaluation, kinds: Mapping[str, str], local_law: str = "NB", global_law: str = "Square") -> pd.DataFrame:
+    """The paper's reading of an :func:`~xailib.metrics.evaluate` result: one INFD per explainer.
 
     The paper evaluates local explanations under the noisy baseline and global ones (SHAP,
-    Square) under square removal (appendix B.1/B.2). ``kinds``: ``{explainer: "local" | "global"}``
+    Square) under square removal (appendix B.1/B.2). ``evaluation``: an
+    :class:`~xailib.metrics.Evaluation`; ``kinds``: ``{explainer: "local" | "global"}``
     (e.g. ``{n: e.kind for n, e in explainers.items()}``). Columns: ``SENS_max``, ``SENS_max se``,
     ``INFD`` and ``INFD se`` (over instances), ``INFD mc se`` (Monte-Carlo error of the mean,
     ``sqrt(mean(mc_se²) / N)``) and ``law`` (the column used).
     """
-    _check_frame(table, "table")
+    if not _is_evaluation(evaluation):
+        raise TypeError(f"`evaluation` must be what xailib.metrics.evaluate returns, got {type(evaluation).__name__}")
+    table = evaluation.summary
+    _check_frame(table, "evaluation")
+    mc_metrics = set(evaluation.per_instance["metric"])
     rows = {}
-    per = table.attrs.get("per_instance", {})
     for name in table.index:
         if name not in kinds:
             raise KeyError(f"no kind given for explainer {name!r}")
         law = global_law if kinds[name] == "global" else local_law
         col = f"INFD[{law}]"
-        mc = per.get(f"{col} mc_se", {}).get(name)
-        mc_se = float(np.sqrt(np.mean(np.square(mc)) / len(mc))) if mc else float("nan")
+        mc_se = float("nan")
+        if f"{col} mc_se" in mc_metrics:
+            mc = evaluation.wide(f"{col} mc_se")
+            if name in mc.columns:
+                v = mc[name].dropna().to_numpy()
+                mc_se = float(np.sqrt(np.mean(np.square(v)) / len(v))) if len(v) else float("nan")
         rows[name] = {
             "SENS_max": table.loc[name, "SENS_max"] if "SENS_max" in table.columns else float("nan"),
             "SENS_max se": table.loc[name, "SENS_max se"] if "SENS_max se" in table.columns else float("nan"),
@@ -393,12 +420,12 @@ def headline(table: pd.DataFrame, kinds: Mapping[str, str], local_law: str = "NB
     return out
 
 
-def own_law_convergence(table: pd.DataFrame, optimal_tables: Mapping[int, pd.DataFrame],
+def own_law_convergence(table, optimal_tables: Mapping,
                         own_law: Optional[Mapping[str, str]] = None, z: float = 2.0) -> pd.DataFrame:
     """The own-law claim as the optimal explanations' sample count grows.
 
-    ``table``: the full :func:`~xailib.metrics.evaluate` table (all explainers);
-    ``optimal_tables[n]``: an ``evaluate`` table of the optimal explainers estimated with ``n``
+    ``table``: the full :func:`~xailib.metrics.evaluate` result (all explainers);
+    ``optimal_tables[n]``: an ``evaluate`` result of the optimal explainers estimated with ``n``
     samples, on the **same** instances and perturbation draws (same ``generator``), so that
     per-instance values pair with ``table``'s. For each ``n`` and each optimal explainer, its INFD
     under its own law is compared with the best *other* explainer of ``table`` (paired over
