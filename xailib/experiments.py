@@ -183,3 +183,34 @@ def networks_table(nets: Mapping, x, y, n_pgd: int) -> pd.DataFrame:
             f"PGD acc. (sidecar, all {len(x):,})": side.get("pgd_test_accuracy", float("nan")),
         }
     return pd.DataFrame(rows).T
+
+
+def evaluation_settings(settings: Optional[Mapping] = None, seed: int = 1) -> dict:
+    """Keyword arguments of :func:`xailib.metrics.evaluate` for the MNIST tables.
+
+    ``n_infd``, ``n_sens`` and ``radius`` from ``settings`` (default: :func:`mnist_settings`),
+    ``generator=seed`` (the evaluation draws; the explainers draw with their own seed).
+    """
+    s = mnist_settings() if settings is None else settings
+    return dict(n_infd=s["n_infd"], n_sens=s["n_sens"], radius=s["sens_radius"], generator=seed)
+
+
+# --------------------------------------------------------------------------- numbers in the chapters' prose
+def as_words(names: Sequence[str], none: str = "none") -> str:
+    """``["Grad", "IG", "GBP"]`` -> ``"Grad, IG and GBP"`` (``none`` when empty), for glued prose."""
+    names = [str(n) for n in names]
+    if not names:
+        return none
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def glue_values(values: Mapping[str, object]) -> None:
+    """Glue every ``{name: value}`` for the prose (MyST-NB ``{glue:text}`name``` roles), silently.
+
+    Values are glued as given (format numbers before gluing, e.g. ``f"{v:.2f}"``, so that the
+    stored text is stable from run to run); nothing is displayed (``display=False``).
+    """
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(name, value, display=False)
