@@ -249,3 +249,13 @@ def test_own_law_convergence():
     assert (c["runner-up"] == "IG").all()
     assert c.loc[100, "verdict"] == "fails" and c.loc[1000, "verdict"] == "holds"
     assert c.loc[1000, "difference"] == pytest.approx(-0.3)
+
+
+def test_prose_helpers_and_evaluation_settings():
+    assert experiments.as_words([]) == "none"
+    assert experiments.as_words(["Grad"]) == "Grad"
+    assert experiments.as_words(["Grad", "IG", "GBP"]) == "Grad, IG and GBP"
+    s = experiments.mnist_settings("paper")
+    assert experiments.evaluation_settings(s, 3) == {"n_infd": 1000, "n_sens": 50, "radius": 0.1, "generator": 3}
+    with pytest.raises(ValueError, match="n_pgd"):
+        experiments.networks_table({}, torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), 0)
