@@ -47,7 +47,9 @@ def _wide(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     flat = df.reset_index() if any(n in ("explainer", "instance") for n in df.index.names) else df
     if metric not in flat.columns:
         raise KeyError(f"metric column {metric!r} not found; columns are {list(flat.columns)}")
-    return flat.pivot_table(index="instance", columns="explainer", values=metric, aggfunc="first")
+    w = flat.pivot_table(index="instance", columns="explainer", values=metric, aggfunc="first")
+    order = list(dict.fromkeys(flat["explainer"]))  # explainers in the frame's order, not alphabetical
+    return w[[c for c in order if c in w.columns]]
 
 
 def _is_evaluation(obj) -> bool:
