@@ -58,12 +58,27 @@ check-book: venv
 	sed -e 's/^\(  *execute_notebooks:\).*/\1 "off"/' -e 's|: book/_ext$$|: ../book/_ext|' _config.yml > _build/_config_noexec.yml
 	$(JB) build . --config _build/_config_noexec.yml --path-output _build/check -W -n --keep-going
 
-## make notebooks / make nb NB=notebooks/x.ipynb: re-execute and save outputs (Restart & Run All)
+## Chapters are pairs notebooks/<name>.md (MyST Markdown, the authored source) + notebooks/<name>.ipynb
+## (the executed copy the book and nbval read), kept in sync by jupytext.
+## make nb NB=toy (or NB=notebooks/toy.md, NB=notebooks/toy.ipynb): sync the pair from the file edited last,
+## re-execute the chapter from a fresh kernel (Restart & Run All), save the outputs, sync back.
+## make notebooks: the same for every chapter.
+CHAPTERS = $(basename $(notdir $(wildcard notebooks/*.md)))
+
+define run_chapter
+	@test -f notebooks/$(1).md || { echo "no chapter notebooks/$(1).md (NB=$(NB)); chapters: $(CHAPTERS)"; exit 1; }
+	$(BIN)/jupytext --sync notebooks/$(1).md
+	$(BIN)/jupyter execute --inplace --timeout=1800 notebooks/$(1).ipynb
+	$(BIN)/jupytext --sync notebooks/$(1).ipynb
+
+endef
+
 notebooks: venv
-	for nb in notebooks/*.ipynb; do $(BIN)/jupyter execute --inplace --timeout=1800 $$nb || exit 1; done
+	$(foreach n,$(CHAPTERS),$(call run_chapter,$(n)))
 
 nb: venv
-	$(BIN)/jupyter execute --inplace --timeout=1800 $(NB)
+	@test -n "$(NB)" || { echo "usage: make nb NB=<name> (one of: $(CHAPTERS))"; exit 1; }
+	$(call run_chapter,$(basename $(notdir $(NB))))
 
 bench: venv
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -51,15 +51,15 @@ def reference(tmp_path_factory):
 
 def test_rows_equal_batched_evaluate(reference):
     """Per-instance rows = the batched `metrics.evaluate` (shared draws: an instance alone = in a batch)."""
-    from xailib import data, metrics, models, paper
+    from xailib import data, experiments, metrics, models
 
     rows = pd.read_csv(reference)
     assert len(rows) == N * 2 * 5 and rows["instance"].is_monotonic_increasing
     model = models.get_model("mnist_cnn", verbose=False).double()
     x, y = data.load("mnist", n=N, verbose=False)
-    s = dict(paper.mnist_settings("default"), n_sg=8)
-    ex = paper.explainers(model, s, names=["Grad", "Grad-SG"])
-    ev = metrics.evaluate(model, ex, x.double(), y, perturbations={"NB": paper.laws(s)["NB"]},
+    s = dict(experiments.mnist_settings("default"), n_sg=8)
+    ex = experiments.make_explainers(model, s, names=["Grad", "Grad-SG"])
+    ev = metrics.evaluate(model, ex, x.double(), y, perturbations={"NB": experiments.laws(s)["NB"]},
                           n_infd=64, n_sens=2, sens_reps=1, generator=0)
     for metric in ("SENS_max", "INFD[NB]", "INFD[NB] raw", "INFD[NB] beta", "INFD[NB] mc_se"):
         for e in ("Grad", "Grad-SG"):

@@ -35,15 +35,8 @@ import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-#: the MNIST chapters' factory; H1 moves it to ``xailib.experiments`` (make_explainers/laws/mnist_settings)
-try:  # pragma: no cover - whichever module this checkout has
-    from .experiments import laws as _laws, make_explainers as _make_explainers, mnist_settings as _mnist_settings
-except ImportError:  # pragma: no cover
-    from .paper import explainers as _make_explainers, laws as _laws, mnist_settings as _mnist_settings
-try:  # pragma: no cover
-    from .experiments import METHODS
-except ImportError:  # pragma: no cover
-    from .paper import METHODS
+from .experiments import laws as _laws, make_explainers as _make_explainers, mnist_settings as _mnist_settings
+from .paper import METHODS
 
 COLUMNS = ("instance", "label", "target", "explainer", "metric", "value")
 #: metrics written per law L (besides ``SENS_max``): value, raw value, optimal scale, MC standard error

@@ -266,7 +266,7 @@ def compare(
 ):
     """Explain ``x`` under every network and score each map against the ``reference`` network's.
 
-    ``make_explainers(model) -> {name: explainer}`` (e.g. ``lambda m: xailib.paper.explainers(m, s)``).
+    ``make_explainers(model) -> {name: explainer}`` (e.g. ``lambda m: xailib.experiments.make_explainers(m, s)``).
     Returns ``(maps, table)``: ``maps[stage][explainer]`` the ``(N, *F)`` explanations, and a tidy
     DataFrame with columns ``stage, explainer, instance, metric, value`` (metrics :data:`SIMILARITIES`).
 
