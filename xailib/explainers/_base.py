@@ -2,7 +2,7 @@
 
 * :class:`Explainer`: the base class. Public call ``explainer(x, target=None, *, generator=None)``
   validates its arguments once, then runs ``_attribute`` on the validated batch.
-* :func:`to_global` / :func:`to_local`: the two conventions of NOTES.md, "Appendix B.2 trick":
+* :func:`to_global` / :func:`to_local`: the two conventions of the book's *The paper in brief*, § B.2 trick:
   a *local* explanation Φ is compared with a perturbation as ``IᵀΦ``; a *global* one
   ``A = (x − baseline) ⊙ Φ`` is compared with a binary mask as ``zᵀA``.
 * batched gradients, baselines and the row bookkeeping shared by the explainers.
@@ -98,7 +98,7 @@ def to_global(phi: Tensor, x: Tensor, baseline: BaselineLike = 0.0) -> Tensor:
     """Global explanation ``A = (x − baseline) ⊙ Φ`` of a local explanation Φ.
 
     ``zᵀA`` then predicts ``Δf`` for the binary perturbation ``I = (x − baseline) ⊙ z``
-    (NOTES.md, "Appendix B.2 trick"; ``notebooks/theory.ipynb``).
+    (the book's *The paper in brief*, § B.2 trick; ``notebooks/theory``).
     """
     x = check_input(x)
     if not isinstance(phi, Tensor) or phi.shape != x.shape:
@@ -112,7 +112,7 @@ def to_local(A: Tensor, x: Tensor, baseline: BaselineLike = 0.0) -> Tensor:
 
     Where ``x_i`` equals the baseline, every binary perturbation leaves feature ``i`` unchanged
     (``I_i = 0``), so any value of ``Φ_i`` is equally faithful: 0 is returned rather than
-    dividing by an arbitrary 1 (a trap of published code, NOTES.md "Known traps").
+    dividing by an arbitrary 1 (a trap of published code).
     """
     x = check_input(x)
     if not isinstance(A, Tensor) or A.shape != x.shape:

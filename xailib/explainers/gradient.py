@@ -1,4 +1,4 @@
-"""Grad: the signed gradient ``Φ = ∂f/∂x`` (``notebooks/toy.ipynb``; NOTES.md, Prop. 2.2)."""
+"""Grad: the signed gradient ``Φ = ∂f/∂x`` (``notebooks/toy``; the book's *The paper in brief*, Prop. 2.2)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -15,7 +15,8 @@ class Gradient(Explainer):
     """Grad: the **signed** gradient ``Φ(f, x) = ∇ₓ f(x)`` (local explanation).
 
     Not ``|∇f|`` (the "saliency map" of some libraries is the absolute value; the paper's Grad
-    is signed: NOTES.md, "Known traps"). By Prop. 2.2 it is the optimal explanation for the
+    is signed; returning ``|∇f|`` is a trap of published code). By Prop. 2.2 it is the optimal
+    explanation for the
     infinitesimal perturbation ``I = ε eᵢ``, ``ε → 0`` (``notebooks/theory.ipynb``).
 
     Computed in chunks of ``batch_size`` rows: one backward on the sum of the selected outputs.

@@ -1,5 +1,5 @@
 """Guided Back-Propagation (Springenberg et al. 2015) for ReLU networks, module **and**
-functional ReLUs (NOTES.md, "Known traps"; ``notebooks/mnist.ipynb``)."""
+functional ReLUs (the book's *The paper in brief*, § Explainers; ``notebooks/mnist``)."""
 from __future__ import annotations
 
 from typing import Optional

@@ -1,5 +1,5 @@
-"""Occlusion-1: the optimal explanation for "set one feature to the baseline" (NOTES.md,
-Prop. 2.3; ``notebooks/theory.ipynb``)."""
+"""Occlusion-1: the optimal explanation for "set one feature to the baseline" (the book's
+*The paper in brief*, § Perturbation laws, Prop. 2.3; ``notebooks/theory.ipynb``)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -21,7 +21,7 @@ class Occlusion(Explainer):
     It is the infidelity-optimal explanation for ``I = (xᵢ − bᵢ) eᵢ`` with ``i`` uniform; its
     global form ``(x − b) ⊙ Φ`` is the plain occlusion difference ``f(x) − f(x_{i←b})``.
     **Where** ``xᵢ = bᵢ`` the perturbation is zero, so every ``Φᵢ`` is optimal: 0 is returned
-    there (no division by an arbitrary 1: NOTES.md, "Known traps"), and no model evaluation is
+    there (no division by an arbitrary 1, a trap of published code), and no model evaluation is
     spent on features equal to the baseline in every instance.
 
     Vectorised: the ``N·d`` occluded copies are built and evaluated in chunks of at most
