@@ -147,6 +147,9 @@ def test_printed_product_readings_scored_on_all_layers():
     tab = T.paper_readings_table(r)
     assert r.holds and tab.loc["derived", "violations"] == 0
     assert (tab.loc[["paper", "paper/4", "paper/4^l"], "violations"] == 3).all()
+    rp = T.rescore_lipschitz(r, "paper/4")
+    assert not rp.holds and rp.n_violations == 3 and torch.equal(rp.lhs, r.lhs)
+    assert T.rescore_lipschitz(r, "derived").holds
 
 
 # ----------------------------------------------------------------------------- A.2

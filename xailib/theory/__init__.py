@@ -48,6 +48,7 @@ from .bounds import (
     lipschitz_bound,
     paper_readings_table,
     pgd_logistic,
+    rescore_lipschitz,
 )
 from .networks import Population, RippleModel, SoftplusNet, random_instances, random_softplus_net
 from .optimality import (
@@ -77,6 +78,7 @@ __all__ = [
     "lipschitz_bound",
     "PAPER_READINGS",
     "paper_readings_table",
+    "rescore_lipschitz",
     "a1_counterexample",
     "hessian_norm_bound",
     "pgd_logistic",
