@@ -12,12 +12,12 @@ export XAILIB_THREADS ?= 2
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: venv book test unit nbval check-book notebooks nb bench clean
+.PHONY: venv book test unit nbval check-book browser lab notebooks nb bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	$(BIN)/python -m pip install --quiet -e ".[book,test,browser]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,12 +27,27 @@ book: venv
 	$(JB) build . -W -n --keep-going
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
 
-## make test: unit tests, strict nbval of the notebooks, executed-in-order check, book build without execution
-test: venv unit nbval check-book
+## make test: unit tests, strict nbval of the notebooks, executed-in-order check, book build without execution,
+## then the browser tests (the built pages offline, the live explorers in JupyterLab) when chromium is present
+test: venv unit nbval check-book browser
 	@echo "make test: all checks passed"
 
 unit: venv
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --ignore=tests/browser
+
+## make browser: headless chromium opens every page of the check build and drives the explorers in JupyterLab
+## (screenshots in _build/screenshots/); says "SKIPPED: no chromium" when /usr/bin/chromium is missing
+browser: venv
+	@if [ -x "$${XAILIB_CHROMIUM:-/usr/bin/chromium}" ]; then \
+	    XAILIB_SITE=$(CURDIR)/_build/check/_build/html $(BIN)/python -m pytest tests/browser -q -p no:cacheprovider -rs; \
+	else echo "SKIPPED: no chromium (the browser tests need Debian's chromium: apt-get install chromium)"; fi
+
+## make lab: JupyterLab on the chapters (paired .md files open as notebooks), with the project's kernel
+LAB_PORT ?= 8888
+lab: venv
+	@echo "JupyterLab: open the http://127.0.0.1:$(LAB_PORT)/lab?token=... URL printed below (Ctrl-C to stop)"
+	$(BIN)/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	    --ServerApp.root_dir=$(CURDIR)/notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 nbval: venv
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=1200 \
@@ -43,12 +58,27 @@ check-book: venv
 	sed -e 's/^\(  *execute_notebooks:\).*/\1 "off"/' -e 's|: book/_ext$$|: ../book/_ext|' _config.yml > _build/_config_noexec.yml
 	$(JB) build . --config _build/_config_noexec.yml --path-output _build/check -W -n --keep-going
 
-## make notebooks / make nb NB=notebooks/x.ipynb: re-execute and save outputs (Restart & Run All)
+## Chapters are pairs notebooks/<name>.md (MyST Markdown, the authored source) + notebooks/<name>.ipynb
+## (the executed copy the book and nbval read), kept in sync by jupytext.
+## make nb NB=toy (or NB=notebooks/toy.md, NB=notebooks/toy.ipynb): sync the pair from the file edited last,
+## re-execute the chapter from a fresh kernel (Restart & Run All), save the outputs, sync back.
+## make notebooks: the same for every chapter.
+CHAPTERS = $(basename $(notdir $(wildcard notebooks/*.md)))
+
+define run_chapter
+	@test -f notebooks/$(1).md || { echo "no chapter notebooks/$(1).md (NB=$(NB)); chapters: $(CHAPTERS)"; exit 1; }
+	$(BIN)/jupytext --sync notebooks/$(1).md
+	$(BIN)/jupyter execute --inplace --timeout=1800 notebooks/$(1).ipynb
+	$(BIN)/jupytext --sync notebooks/$(1).ipynb
+
+endef
+
 notebooks: venv
-	for nb in notebooks/*.ipynb; do $(BIN)/jupyter execute --inplace --timeout=1800 $$nb || exit 1; done
+	$(foreach n,$(CHAPTERS),$(call run_chapter,$(n)))
 
 nb: venv
-	$(BIN)/jupyter execute --inplace --timeout=1800 $(NB)
+	@test -n "$(NB)" || { echo "usage: make nb NB=<name> (one of: $(CHAPTERS))"; exit 1; }
+	$(call run_chapter,$(basename $(notdir $(NB))))
 
 bench: venv
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

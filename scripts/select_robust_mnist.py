@@ -32,7 +32,7 @@ from xailib import attacks, data, models  # noqa: E402
 
 #: candidates: overrides of the default robust config (``models.model_config("mnist_cnn_robust")``)
 CANDIDATES = {
-    "default (45 epochs, lr 2e-3)": {},
+    "default": {},
     "30 epochs": {"epochs": 30},
     "60 epochs": {"epochs": 60},
     "lr 1e-3": {"lr": 1e-3},

@@ -1,12 +1,39 @@
-"""Structural checks of the committed chapters (nbval silently passes cleared notebooks)."""
+"""Structural checks of the committed chapters (nbval silently passes cleared notebooks).
+
+Each chapter is a jupytext pair: ``notebooks/<name>.md`` (MyST Markdown notebook, the authored
+source) and ``notebooks/<name>.ipynb`` (the executed copy the book and nbval read). The pair
+must hold the same cells; ``make nb NB=<name>`` re-executes a chapter and syncs its pair.
+"""
+import copy
 import json
 from pathlib import Path
 
+import jupytext
+import nbformat
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SOURCES = sorted((ROOT / "notebooks").glob("*.md"))
+
+
+def _cells(nb):
+    """(cell type, source) of every cell: what the two files of a pair must share."""
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def pair_differences(md_nb, ipynb_nb) -> list:
+    """Human-readable differences between the cells of the two notebooks of a pair (empty: in sync)."""
+    a, b = _cells(md_nb), _cells(ipynb_nb)
+    out = []
+    if len(a) != len(b):
+        out.append(f"{len(a)} cells in the .md, {len(b)} in the .ipynb")
+    for i, (ca, cb) in enumerate(zip(a, b)):
+        if ca != cb:
+            out.append(f"cell {i} differs: .md {ca[0]} {ca[1][:60]!r}... vs .ipynb {cb[0]} {cb[1][:60]!r}...")
+            break
+    return out
 
 
 def _toc_files():
@@ -27,6 +54,33 @@ def _toc_files():
 
 def test_there_are_chapters():
     assert len(NOTEBOOKS) >= 1
+
+
+def test_every_chapter_is_a_pair():
+    assert [p.stem for p in SOURCES] == [p.stem for p in NOTEBOOKS], "every notebooks/<name>.ipynb needs its .md and back"
+    for path in NOTEBOOKS:
+        formats = json.loads(path.read_text())["metadata"].get("jupytext", {}).get("formats", "")
+        assert formats == "ipynb,md:myst", f"{path.name}: not paired with jupytext (formats {formats!r})"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_pair_in_sync(path):
+    md = jupytext.read(path)
+    ipynb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
+    diff = pair_differences(md, ipynb)
+    assert not diff, f"{path.name} and its .ipynb are out of sync ({diff}): run `make nb NB={path.stem}`"
+
+
+def test_pair_check_detects_an_edit():
+    md = jupytext.read(SOURCES[0])
+    ipynb = nbformat.read(SOURCES[0].with_suffix(".ipynb"), as_version=4)
+    edited = copy.deepcopy(ipynb)
+    code = next(c for c in edited.cells if c.cell_type == "code")
+    code.source += "\nprint('edited in Jupyter only')"
+    assert pair_differences(md, edited)
+    edited = copy.deepcopy(ipynb)
+    edited.cells.pop()
+    assert pair_differences(md, edited)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,4 +1,4 @@
-"""Unit tests of xailib.paper (printed Table 4, claim checker) and xailib.plots."""
+"""Unit tests of xailib.paper (printed Table 4), xailib.claims (claim checker), xailib.experiments and xailib.plots."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from xailib import paper, plots
+from xailib import claims, experiments, paper, plots
 
 
 # ------------------------------------------------------------------ paper
@@ -27,15 +27,30 @@ def test_table4_as_printed():
 
 
 def test_claims_hold_on_the_printed_table():
-    claims = paper.check_claims(paper.table4("regular"), paper.table4("robust"), sens="SENS", infd="INFD",
-                                 own_law={"Square": "INFD"})
-    assert claims["holds"].all(), claims[~claims["holds"]]
+    c = claims.check_claims(paper.table4("regular"), paper.table4("robust"), sens="SENS", infd="INFD",
+                            own_law={"Square": "INFD"})
+    assert c["holds"].all(), c[~c["holds"]]
     # 3 SG pairs x 2 metrics x 2 networks + 1 own-law x 2 networks + 8 methods x 2 metrics
-    assert len(claims) == 12 + 2 + 16
-    assert set(claims["n"]) == {0}
-    assert claims["se"].isna().all()
-    s = paper.summarize_claims(claims)
+    assert len(c) == 12 + 2 + 16
+    assert set(c["n"]) == {0}
+    assert c["se"].isna().all()
+    s = claims.summarize_claims(c)
     assert s["all hold"].all()
+    assert claims.verdict_counts(c, "SmoothGrad") == {"holds": 12, "inconclusive": 0, "fails": 0, "total": 12}
+    assert claims.verdict_counts(c, "robust", metric="SENS")["total"] == 8
+
+
+def test_verdict_counts_counts_each_verdict():
+    c = pd.DataFrame({"claim": ["SmoothGrad lowers", "SmoothGrad lowers", "SmoothGrad lowers", "robust network"],
+                      "metric": ["SENS_max", "INFD[NB]", "SENS_max", "SENS_max"],
+                      "verdict": ["holds", "fails", "inconclusive", "holds"]})
+    assert claims.verdict_counts(c) == {"holds": 2, "inconclusive": 1, "fails": 1, "total": 4}
+    assert claims.verdict_counts(c, "SmoothGrad", metric="SENS_max") == {"holds": 1, "inconclusive": 1, "fails": 0,
+                                                                        "total": 2}
+    with pytest.raises(KeyError, match="network"):
+        claims.verdict_counts(c, network="robust")
+    with pytest.raises(TypeError):
+        claims.verdict_counts(c.drop(columns="verdict"))
 
 
 def _per_instance(means: dict, n=40, noise=0.1, seed=0, shared=None):
@@ -53,7 +68,7 @@ def _per_instance(means: dict, n=40, noise=0.1, seed=0, shared=None):
 def test_claims_are_paired_and_three_way():
     # big instance-to-instance variation (common), small paired differences
     df = _per_instance({"Grad": (1.0, 1.0), "Grad-SG": (0.9, 1.0), "IG": (1.0, 1.0), "IG-SG": (1.3, 1.0)}, noise=0.01)
-    c = paper.check_claims(df, sens="SENS", infd="INFD").set_index(["lower", "metric"])
+    c = claims.check_claims(df, sens="SENS", infd="INFD").set_index(["lower", "metric"])
     assert c.loc[("Grad-SG", "SENS"), "verdict"] == "holds"  # 0.1 gap, paired se ~ 0.002
     assert c.loc[("IG-SG", "SENS"), "verdict"] == "fails"
     assert c.loc[("Grad-SG", "INFD"), "verdict"] == "inconclusive"
@@ -61,8 +76,8 @@ def test_claims_are_paired_and_three_way():
     assert c.loc[("Grad-SG", "SENS"), "n"] == 40
     assert c.loc[("Grad-SG", "SENS"), "difference"] == pytest.approx(-0.1, abs=0.01)
     # the same gap without pairing (summary) is inconclusive: instance variation dominates
-    summ = paper.summary_table(df, ["SENS", "INFD"])
-    c2 = paper.check_claims(summ, sens="SENS", infd="INFD").set_index(["lower", "metric"])
+    summ = claims.summary_table(df, ["SENS", "INFD"])
+    c2 = claims.check_claims(summ, sens="SENS", infd="INFD").set_index(["lower", "metric"])
     assert c2.loc[("Grad-SG", "SENS"), "verdict"] == "inconclusive"
 
 
@@ -73,7 +88,7 @@ def test_own_law_and_robust_claims():
     rob = reg.copy()
     rob["SENS"] -= 0.5
     rob.loc[rob["explainer"] == "NB", "INFD"] += 1.5  # robust worse for NB: 2.0 > Square 1.5
-    c = paper.check_claims(reg, rob, sens="SENS", infd=["INFD"], own_law={"NB": "INFD", "Square": "INFD (Square)", "X": "INFD"},
+    c = claims.check_claims(reg, rob, sens="SENS", infd=["INFD"], own_law={"NB": "INFD", "Square": "INFD (Square)", "X": "INFD"},
                            smoothgrad_pairs=())
     own = c[c["claim"].str.startswith("optimal")].set_index(["network", "lower"])
     assert own.loc[("regular", "NB"), "than"] == "Square"
@@ -87,28 +102,28 @@ def test_own_law_and_robust_claims():
 
 def test_check_claims_validates():
     with pytest.raises(TypeError, match="df_regular"):
-        paper.check_claims([1, 2])
+        claims.check_claims([1, 2])
     with pytest.raises(ValueError, match="df_regular"):
-        paper.check_claims(pd.DataFrame())
+        claims.check_claims(pd.DataFrame())
     with pytest.raises(ValueError, match="z"):
-        paper.check_claims(paper.table4("regular"), z=-1)
+        claims.check_claims(paper.table4("regular"), z=-1)
     with pytest.raises(ValueError, match="per-instance"):
-        paper.summary_table(paper.table4("regular"), ["SENS"])
+        claims.summary_table(paper.table4("regular"), ["SENS"])
 
 
 def test_summary_and_side_by_side():
     df = _per_instance({"Square": (1.0, 1.0), "Grad": (2.0, 2.0), "Zed": (0.0, 0.0)}, n=10)
-    s = paper.summary_table(df, ["SENS", "INFD"])
+    s = claims.summary_table(df, ["SENS", "INFD"])
     assert list(s.index) == ["Grad", "Square", "Zed"]
     assert list(s.columns) == ["SENS", "SENS se", "INFD", "INFD se"]
     w = df[df.explainer == "Grad"]["SENS"]
     assert s.loc["Grad", "SENS"] == pytest.approx(w.mean())
     assert s.loc["Grad", "SENS se"] == pytest.approx(w.std() / np.sqrt(10))
-    sbs = paper.side_by_side(s, "regular", {"SENS": "SENS", "INFD": "INFD"})
+    sbs = claims.side_by_side(s, "regular", {"SENS": "SENS", "INFD": "INFD"})
     assert sbs.loc["Grad", "SENS paper"] == 2.32
     assert np.isnan(sbs.loc["Zed", "INFD paper"])
     # index levels work as well as columns
-    s2 = paper.summary_table(df.set_index(["explainer", "instance"]), ["SENS"])
+    s2 = claims.summary_table(df.set_index(["explainer", "instance"]), ["SENS"])
     assert s2.loc["Grad", "SENS"] == pytest.approx(s.loc["Grad", "SENS"])
 
 
@@ -166,15 +181,15 @@ def test_claims_on_an_evaluate_table():
         "Square": E.Optimal(model, laws["Square"], n_samples=200),
     }
     table = M.evaluate(model, ex, x, 1, perturbations=laws, n_infd=50, n_sens=3)
-    long = paper.long_form(table, ["SENS_max", "INFD[NB]", "INFD[Square]"])
+    long = claims.long_form(table, ["SENS_max", "INFD[NB]", "INFD[Square]"])
     assert len(long) == 4 * 6 and list(long.columns[:2]) == ["explainer", "instance"]
     assert long[long.explainer == "Square"]["INFD[NB]"].isna().all()  # global under a continuous law
-    assert long[long.explainer == "Grad"]["SENS_max"].tolist() == pytest.approx(
-        table.attrs["per_instance"]["SENS_max"]["Grad"])
-    s = paper.summary_table(table, ["SENS_max", "INFD[Square]"])
-    assert s.loc["Grad", "SENS_max"] == pytest.approx(table.loc["Grad", "SENS_max"])
-    assert s.loc["NB", "INFD[Square] se"] == pytest.approx(table.loc["NB", "INFD[Square] se"])
-    c = paper.check_claims(table, table)
+    assert long[long.explainer == "Grad"]["SENS_max"].tolist() == pytest.approx(table.wide("SENS_max")["Grad"].tolist())
+    assert claims.long_form(table.per_instance, ["SENS_max"]).equals(long[["explainer", "instance", "SENS_max"]])
+    s = claims.summary_table(table, ["SENS_max", "INFD[Square]"])
+    assert s.loc["Grad", "SENS_max"] == pytest.approx(table.summary.loc["Grad", "SENS_max"])
+    assert s.loc["NB", "INFD[Square] se"] == pytest.approx(table.summary.loc["NB", "INFD[Square] se"])
+    c = claims.check_claims(table, table)
     assert set(c["metric"]) == {"SENS_max", "INFD[NB]", "INFD[Square]"}
     own = c[c.claim.str.startswith("optimal")]
     assert set(own["lower"]) == {"NB", "Square"}
@@ -182,41 +197,43 @@ def test_claims_on_an_evaluate_table():
     rob = c[c.claim.str.startswith("robust")]
     assert (rob["difference"] == 0).all() and (rob["verdict"] == "inconclusive").all()
     with pytest.raises(ValueError, match="per-instance"):
-        paper.long_form(paper.table4("regular"))
+        claims.long_form(paper.table4("regular"))
 
 
 def test_settings_explainers_headline_and_projection():
     from xailib import metrics as M
     from xailib.models import MLP
 
-    s = paper.mnist_settings("default")
-    assert paper.mnist_settings("paper")["n_opt"] == 20000 and paper.mnist_settings("paper")["n_sens"] == 50
-    assert set(paper.settings_table().columns) == {"meaning", "default", "paper", "this run"}
+    s = experiments.mnist_settings("default")
+    assert experiments.mnist_settings("paper")["n_opt"] == 20000 and experiments.mnist_settings("paper")["n_sens"] == 50
+    assert set(experiments.settings_table().columns) == {"meaning", "default", "paper", "this run"}
     torch.manual_seed(0)
     model = MLP(16, (8,), 3).eval()
     small = dict(s, n_sg=4, ig_steps=4, n_opt=100, n_shap=100, square_sizes=(1, 2))
-    ex = paper.explainers(model, small)
+    ex = experiments.make_explainers(model, small)
     assert list(ex) == list(paper.METHODS)
     assert {n: e.kind for n, e in ex.items()}["SHAP"] == "global"
-    assert paper.explainers(model, small, sg_radius=0.5, names=["Grad-SG"])["Grad-SG"].radius == 0.5
+    assert experiments.make_explainers(model, small, sg_radius=0.5, names=["Grad-SG"])["Grad-SG"].radius == 0.5
     with pytest.raises(ValueError, match="unknown"):
-        paper.explainers(model, small, names=["Saliency"])
+        experiments.make_explainers(model, small, names=["Saliency"])
     x = torch.rand(4, 1, 4, 4)
     sub = {n: ex[n] for n in ("Grad", "Grad-SG", "SHAP", "Square")}
-    table = M.evaluate(model, sub, x, 0, perturbations=paper.laws(small), n_infd=30, n_sens=2)
-    h = paper.headline(table, {n: e.kind for n, e in sub.items()})
+    table = M.evaluate(model, sub, x, 0, perturbations=experiments.laws(small), n_infd=30, n_sens=2)
+    h = claims.headline(table, {n: e.kind for n, e in sub.items()})
     assert h.loc["Grad", "law"] == "NB" and h.loc["SHAP", "law"] == "Square"
-    assert h.loc["SHAP", "INFD"] == table.loc["SHAP", "INFD[Square]"]
+    assert h.loc["SHAP", "INFD"] == table.summary.loc["SHAP", "INFD[Square]"]
+    mc = table.wide("INFD[NB] mc_se")["Grad"].to_numpy()
+    assert h.loc["Grad", "INFD mc se"] == pytest.approx(np.sqrt(np.mean(mc**2) / len(mc)))
     assert h.loc["Grad", "INFD mc se"] > 0
-    p = paper.paired(table, "SENS_max", "Grad-SG", "Grad")
+    p = claims.paired(table, "SENS_max", "Grad-SG", "Grad")
     assert p["n"] == 4 and p["verdict"] in ("a lower", "a higher", "inconclusive")
     zeros = torch.zeros_like(x)
-    energy = {k: M.infidelity(model, zeros, x, 0, law, n_samples=30).tolist() for k, law in paper.laws(small).items()}
-    rel = paper.relative_infidelity(table, energy)
+    energy = {k: M.infidelity(model, zeros, x, 0, law, n_samples=30).tolist() for k, law in experiments.laws(small).items()}
+    rel = claims.relative_infidelity(table, energy)
     g = rel[rel.explainer == "Grad"]["rINFD[NB]"].to_numpy()
-    np.testing.assert_allclose(g, np.array(table.attrs["per_instance"]["INFD[NB]"]["Grad"]) / np.array(energy["NB"]))
+    np.testing.assert_allclose(g, table.wide("INFD[NB]")["Grad"].to_numpy() / np.array(energy["NB"]))
     assert (rel["rINFD[Square]"].dropna() <= 1 + 1e-9).all()  # optimal scaling never does worse than Φ = 0
-    proj = paper.project_time({"Grad": 0.01, "IG-SG": 0.1}, 1e-4)
+    proj = experiments.project_time({"Grad": 0.01, "IG-SG": 0.1}, 1e-4)
     assert proj.loc["IG-SG", "paper [min]"] == pytest.approx(50 * 51 * 0.1 * (200 / 30) * (50 / 16) / 60)
     assert proj.loc["total", "default [min]"] == pytest.approx(proj["default [min]"].iloc[:-1].sum())
 
@@ -228,7 +245,17 @@ def test_own_law_convergence():
 
     table = frame({"Grad": 1.0, "IG": 0.8, "NB": 2.0})
     opt = {100: frame({"NB": 1.5}), 1000: frame({"NB": 0.5})}
-    c = paper.own_law_convergence(table, opt, own_law={"NB": "INFD[NB]"}).set_index("n_samples")
+    c = claims.own_law_convergence(table, opt, own_law={"NB": "INFD[NB]"}).set_index("n_samples")
     assert (c["runner-up"] == "IG").all()
     assert c.loc[100, "verdict"] == "fails" and c.loc[1000, "verdict"] == "holds"
     assert c.loc[1000, "difference"] == pytest.approx(-0.3)
+
+
+def test_prose_helpers_and_evaluation_settings():
+    assert experiments.as_words([]) == "none"
+    assert experiments.as_words(["Grad"]) == "Grad"
+    assert experiments.as_words(["Grad", "IG", "GBP"]) == "Grad, IG and GBP"
+    s = experiments.mnist_settings("paper")
+    assert experiments.evaluation_settings(s, 3) == {"n_infd": 1000, "n_sens": 50, "radius": 0.1, "generator": 3}
+    with pytest.raises(ValueError, match="n_pgd"):
+        experiments.networks_table({}, torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), 0)

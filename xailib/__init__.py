@@ -8,7 +8,9 @@ A reproduction of Yeh et al., *On the (In)fidelity and Sensitivity of Explanatio
 * :mod:`xailib.metrics`: infidelity, max-sensitivity, robust infidelity, ``evaluate``;
 * :mod:`xailib.theory`: the paper's propositions and theorems as numerical checks;
 * :mod:`xailib.data`, :mod:`xailib.models`: offline-first datasets and the chapters' models;
-* :mod:`xailib.toy`: the two-dimensional toy function of appendix A.5.
+* :mod:`xailib.toy`: the two-dimensional toy function of appendix A.5;
+* :mod:`xailib.paper`, :mod:`xailib.claims`, :mod:`xailib.experiments`: the paper's printed tables,
+  the paired checks of its claims, the MNIST chapters' settings and explainer factories.
 """
 from importlib import import_module
 
@@ -17,7 +19,9 @@ from .config import device, pick, profile, setup
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("perturbations", "explainers", "metrics", "theory", "data", "models", "toy", "attacks", "paper", "plots", "captum", "training")
+
+_SUBMODULES = ("perturbations", "explainers", "metrics", "theory", "data", "models", "toy", "attacks", "paper",
+               "claims", "experiments", "plots", "captum", "training", "cli", "sanity", "groundtruth")
 
 
 def __getattr__(name):

@@ -1,5 +1,5 @@
-"""Integrated Gradients (Sundararajan et al. 2017) as a local explanation (NOTES.md, Prop. 2.1;
-``notebooks/theory.ipynb``)."""
+"""Integrated Gradients (Sundararajan et al. 2017) as a local explanation (the book's
+*The paper in brief*, § Theory, Prop. 2.1; ``notebooks/theory.ipynb``)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -58,13 +58,18 @@ class IntegratedGradients(Explainer):
     so that ``(x − b) ⊙ Φ`` is the usual IG attribution, which ``multiply_by_inputs=True``
     returns (``kind="global"``). Completeness: ``Σᵢ (xᵢ − bᵢ) Φᵢ = f(x) − f(b)`` up to the
     quadrature error. Φ is the quantity ``IG(f, x, I)`` of Prop. 2.1 for ``I = x − b``: it is
-    the optimal explanation for the one-point law ``I = x − b`` (NOTES.md, Prop. 2.1;
-    ``notebooks/theory.ipynb``).
+    the optimal explanation for the one-point law ``I = x − b`` (the book's *The paper in brief*,
+    § Theory, Prop. 2.1; ``notebooks/theory.ipynb``).
 
     Parameters: ``baseline`` (number, tensor broadcastable to ``F``, or ``(N, *F)``), ``steps``
     quadrature nodes, ``method`` one of ``riemann_trapezoid`` (default), ``gausslegendre``,
     ``riemann_left|right|middle`` (see ``integration_nodes`` in this module). ``N·steps`` gradients are
     computed in chunks of ``batch_size`` rows, built lazily (memory ``O(batch_size·d)``).
+
+    IG is a *path method* (``is_path_method = True``; :meth:`path_integrand` gives the integrand):
+    ``SmoothGrad(IntegratedGradients(model))`` then samples (noise, path position) jointly, one
+    gradient per pair, unbiased for the exact integral; ``steps``/``method`` are used only by
+    IG itself and by ``SmoothGrad(..., sampling="nested")``.
     """
 
     stochastic = False
@@ -93,6 +98,26 @@ class IntegratedGradients(Explainer):
         b = self.baseline if isinstance(self.baseline, float) else f"tensor{tuple(self.baseline.shape)}"
         return f"baseline={b}, steps={self.steps}, method={self.method!r}, multiply_by_inputs={self.multiply_by_inputs}"
 
+    # -- path-method protocol (used by SmoothGrad's joint sampling) -------------------------
+    #: ``Φ(x) = ∫₀¹ g(x, α) dα`` with ``g`` given by :meth:`path_integrand`
+    is_path_method = True
+
+    def path_integrand(self, x: Tensor, alpha: Tensor, target: Optional[Tensor] = None,
+                       inst: Optional[Tensor] = None) -> Tensor:
+        """The integrand ``g(x, α)`` of ``Φ(x) = ∫₀¹ g(x, α) dα``, one position ``α`` per row.
+
+        ``g(x, α) = ∇f(b + α (x − b))``, times ``(x − b)`` when ``multiply_by_inputs``. ``x`` is a
+        validated stack of rows ``(B, *F)``, ``alpha`` a tensor ``(B,)`` in [0, 1], ``target``
+        ``None`` or ``(B,)``, ``inst`` the instance index of each row (per-instance baselines).
+        One gradient per row, in chunks of ``batch_size``. :class:`SmoothGrad` uses it to sample
+        the pair (noise, path position) jointly (see its docstring).
+        """
+        bx = resolve_baseline(self.baseline, x, inst)
+        shape1 = (-1,) + (1,) * (x.dim() - 1)
+        diff = x - bx
+        g = batched_gradients(self.model, bx + alpha.to(x.dtype).view(shape1) * diff, target, self.batch_size)
+        return diff * g if self.multiply_by_inputs else g
+
     def _attribute(self, x: Tensor, target, generator, inst) -> Tensor:
         n, s = x.shape[0], self.steps
         bx = resolve_baseline(self.baseline, x, inst)
@@ -112,4 +137,3 @@ class IntegratedGradients(Explainer):
         if self.multiply_by_inputs:
             out = diff * out
         return out
-

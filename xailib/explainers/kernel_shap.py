@@ -1,5 +1,5 @@
 """KernelSHAP (Lundberg & Lee 2017) as the optimal explanation for the Shapley-kernel law
-(NOTES.md, Prop. 2.4; ``notebooks/theory.ipynb``)."""
+(the book's *The paper in brief*, § Theory, Prop. 2.4; ``notebooks/theory.ipynb``)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -8,12 +8,14 @@ import torch
 from torch import Tensor
 
 from .._utils import DEFAULT_BATCH_SIZE, check_positive, forward_batched
-from ._base import Explainer, check_seed
+from ._base import Explainer, check_choice, check_seed
 from .._utils import function_differences
 from ._regression import add_ridge_, binary_moments, cholesky_factor, constrained_solve
 from .optimal import _GramCache
 
 __all__ = ["KernelSHAP"]
+
+EFFICIENCY = ("shift", "constrained", "none")
 
 
 class KernelSHAP(_GramCache, Explainer):
@@ -23,7 +25,7 @@ class KernelSHAP(_GramCache, Explainer):
     Masks ``z`` (1 = group set to the baseline) are drawn from
     ``perturbations.ShapleyKernel(baseline, groups)`` (``P(|z| = k) ∝ (G−1)/(k(G−k))``, uniform
     subsets), with paired (antithetic) sampling ``z, 1 − z`` by default; the weights are
-    absorbed by the sampling, so ``φ`` solves the **efficiency-constrained** least squares
+    absorbed by the sampling, so the Shapley values solve the **efficiency-constrained** least squares
 
     ``min_φ E[(zᵀφ − Δf)²]  s.t.  Σ_g φ_g = f(x) − f(b)``,  ``Δf = f(x) − f(x with z at b)``:
 
@@ -33,6 +35,15 @@ class KernelSHAP(_GramCache, Explainer):
     (Prop. 2.4; regressing on removed rather than kept groups gives the dual game, which has the
     same Shapley values). For a linear model ``φ = w ⊙ (x − b)`` (summed over each group).
     ``A = ShapleyKernel.spread(φ)`` spreads each group's value evenly over its features.
+    ``efficiency`` chooses how ``Σ_g φ_g = f(x) − f(b)`` is imposed. ``"constrained"``: the
+    constrained solve above with the *sampled* ``M``. ``"shift"`` (default): the plain least
+    squares ``φ̂ = M⁻¹c`` shifted uniformly, ``φ = φ̂ − 1 (1ᵀφ̂ − (f(x) − f(b)))/G``. Under the
+    Shapley-kernel law the population ``M = E[zzᵀ]`` is ``a Id + b(11ᵀ − Id)``, so ``M⁻¹1 ∝ 1`` and
+    both forms have the same limit (the Shapley values); the shift avoids the noisy sampled
+    direction ``M⁻¹1`` and, on the MNIST CNN at 20,000 samples, cuts the error by about a quarter
+    (the constrained form needs ~1.5× the samples for the same error). ``"none"``: ``φ̂`` itself
+    (not efficient, biased by a uniform shift). ``paired=False`` draws independent masks (error
+    ≈ 2.3× at equal cost). Measurements: ``benchmarks/README.md``, section *Estimators at equal error*.
     """
 
     kind = "global"
@@ -41,7 +52,7 @@ class KernelSHAP(_GramCache, Explainer):
 
     def __init__(self, model, n_samples: int = 4096, baseline: float = 0.0, seed: int = 0, groups=None,
                  ridge: float = 1e-8, paired: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
-                 cache: bool = True, name: Optional[str] = None):
+                 cache: bool = True, name: Optional[str] = None, efficiency: str = "shift"):
         from ..perturbations import ShapleyKernel
 
         super().__init__(model, batch_size, name)
@@ -53,6 +64,7 @@ class KernelSHAP(_GramCache, Explainer):
             raise ValueError(f"`ridge` must be a number >= 0, got {ridge!r}")
         self.ridge = float(ridge)
         self.paired = bool(paired)
+        self.efficiency = check_choice(efficiency, "efficiency", EFFICIENCY)
         self.seed = check_seed(seed)
         self.cache = bool(cache)
 
@@ -78,5 +90,10 @@ class KernelSHAP(_GramCache, Explainer):
             L = cholesky_factor(M, "E[zzᵀ]")
             del M
             self._store_factor(key, L)
-        phi = constrained_solve(L, c, total)
+        if self.efficiency == "constrained":
+            phi = constrained_solve(L, c, total)
+        else:
+            phi = torch.cholesky_solve(c.t(), L).t()  # plain least squares φ = M⁻¹c
+            if self.efficiency == "shift":  # Σφ = f(x) − f(b) by a uniform shift (population M⁻¹1 ∝ 1)
+                phi = phi - ((phi.sum(1) - total) / G).view(-1, 1)
         return law.spread(phi.to(x.dtype), F)
