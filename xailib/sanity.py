@@ -342,23 +342,13 @@ def verdicts(table, stage: str = None, threshold: float = 0.5, metric: str = "sp
 
 
 def metric_summary(result):
-    """The summary DataFrame of :func:`xailib.metrics.evaluate`'s result (rows: explainers).
-
-    Accepts today's DataFrame and the ``Evaluation`` object (its ``.summary``).
-    """
-    return getattr(result, "summary", result)
+    """The summary table of an :class:`xailib.metrics.Evaluation` (rows: explainers)."""
+    return result.summary
 
 
 def metric_per_instance(result, metric: str):
-    """Per-instance values of ``metric`` of an :func:`xailib.metrics.evaluate` result: instances × explainers.
-
-    Accepts today's DataFrame (``df.attrs["per_instance"]``) and the ``Evaluation`` object (``.wide``).
-    """
-    if hasattr(result, "wide"):
-        return result.wide(metric)
-    from .metrics import per_instance
-
-    return per_instance(result, metric)
+    """Per-instance values of ``metric`` of an :class:`xailib.metrics.Evaluation`: instances × explainers."""
+    return result.wide(metric)
 
 
 class Memo:
