@@ -158,9 +158,12 @@ def test_memo_and_metric_summary():
     assert memo(x, t) is phi
     assert torch.allclose(memo(x + 0.1, t), g(x + 0.1, t))
     df = pd.DataFrame({"a": [1]})
-    assert sanity.metric_summary(df) is df
 
     class Ev:
         summary = df
 
+        def wide(self, metric):
+            return {"SENS_max": df}[metric]
+
     assert sanity.metric_summary(Ev()) is df
+    assert sanity.metric_per_instance(Ev(), "SENS_max") is df
