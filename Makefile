@@ -68,7 +68,7 @@ CHAPTERS = $(basename $(notdir $(wildcard notebooks/*.md)))
 define run_chapter
 	@test -f notebooks/$(1).md || { echo "no chapter notebooks/$(1).md (NB=$(NB)); chapters: $(CHAPTERS)"; exit 1; }
 	$(BIN)/jupytext --sync notebooks/$(1).md
-	$(BIN)/jupyter execute --inplace --timeout=1800 notebooks/$(1).ipynb
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 notebooks/$(1).ipynb
 	$(BIN)/jupytext --sync notebooks/$(1).ipynb
 
 endef
