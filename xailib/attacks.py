@@ -161,8 +161,8 @@ def robust_accuracy(
     return correct / x.shape[0]
 
 
-#: stronger attacks than the paper's PGD-40 (all L∞, ε from the call): more steps, random restarts,
-#: and the Carlini-Wagner margin loss besides the cross-entropy
+#: Stronger attacks than the paper's PGD-40 (all L∞, ε given by the call), with more steps, random
+#: restarts, and the Carlini-Wagner margin loss besides the cross-entropy.
 ATTACK_BATTERY = {
     "PGD-40 (paper)": dict(step=0.01, steps=40, loss="ce", restarts=1),
     "PGD-100, CE, 5 restarts": dict(step=0.01, steps=100, loss="ce", restarts=5),

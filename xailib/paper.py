@@ -21,7 +21,7 @@ METHODS = ("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "SHAP", "NB", "Squ
 #: SmoothGrad pairs (base, smoothed)
 SMOOTHGRAD_PAIRS = (("Grad", "Grad-SG"), ("IG", "IG-SG"), ("GBP", "GBP-SG"))
 
-#: appendix Table 4 as printed: SENS_max and INFD, regular and adversarially trained network
+#: Appendix Table 4 as printed (SENS_max and INFD, regular and adversarially trained network).
 TABLE4 = pd.DataFrame(
     {
         "SENS (regular)": [2.32, 1.82, 2.05, 1.69, 2.36, 1.83, 0.35, 0.24],
@@ -37,7 +37,7 @@ def table4(network: Optional[str] = None) -> pd.DataFrame:
     """A copy of the printed Table 4.
 
     ``network=None`` gives all four columns; ``"regular"`` or ``"robust"`` gives that network's
-    two columns renamed ``SENS`` and ``INFD`` (the summary form :func:`check_claims` accepts).
+    two columns renamed ``SENS`` and ``INFD`` (the summary form :func:`xailib.claims.check_claims` accepts).
     """
     if network is None:
         return TABLE4.copy()

@@ -99,7 +99,7 @@ class SmoothGrad(Explainer):
 
     @property
     def gradients_per_explanation(self) -> Optional[int]:
-        """Base evaluations per explained instance: ``n_samples`` (joint) or ``n_samples × steps`` (nested IG)."""
+        """Base evaluations per explained instance, ``n_samples`` (joint) or ``n_samples × steps`` (nested IG)."""
         if self.joint:
             return self.n_samples
         steps = getattr(self.base, "steps", None)
