@@ -296,7 +296,7 @@ def check_claims(
         per-instance or summary frames (module docstring) of the regular and the adversarially
         trained network; ``df_robust=None`` checks the claims about one network only.
     sens:
-        the SENS_max column (``"SENS"`` for :func:`table4` frames).
+        the SENS_max column (``"SENS"`` for :func:`xailib.paper.table4` frames).
     infd:
         the infidelity column(s) SmoothGrad and robustness are judged on (a name or a list);
         default: every ``INFD[<law>]`` column of ``df_regular`` (the :func:`~xailib.metrics.evaluate`
@@ -317,14 +317,15 @@ def check_claims(
 
     Returns
     -------
-    DataFrame with columns ``claim, network, metric, lower, than, difference, se, mc se,
-    total se, z, p, n, verdict, holds`` (and ``p (Holm)`` with ``correction="holm"``):
-    ``difference`` is mean(``lower``) − mean(``than``) (negative when the claim is right), ``se``
-    its standard error over instances (paired when per-instance values are given), ``mc se`` the
-    Monte-Carlo part (draws shared by all instances: the ``mc se`` columns of an
-    :class:`~xailib.metrics.Evaluation` or a summary frame, 0 when absent), ``total se`` =
-    ``√(se² + mc se²)`` (:func:`total_se`), ``z`` = difference / total se, ``p`` its two-sided
-    normal p-value, ``n`` the number of paired instances (0 for summary frames).
+    DataFrame
+        Columns ``claim, network, metric, lower, than, difference, se, mc se, total se, z, p, n,
+        verdict, holds`` (and ``p (Holm)`` with ``correction="holm"``): ``difference`` is
+        mean(``lower``) − mean(``than``) (negative when the claim is right), ``se`` its standard
+        error over instances (paired when per-instance values are given), ``mc se`` the
+        Monte-Carlo part (draws shared by all instances: the ``mc se`` columns of an
+        :class:`~xailib.metrics.Evaluation` or a summary frame, 0 when absent), ``total se`` =
+        ``√(se² + mc se²)`` (:func:`total_se`), ``z`` = difference / total se, ``p`` its two-sided
+        normal p-value, ``n`` the number of paired instances (0 for summary frames).
     """
     if correction not in (None, "holm"):
         raise ValueError(f"`correction` must be None or 'holm', got {correction!r}")

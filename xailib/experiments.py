@@ -19,9 +19,9 @@ import pandas as pd
 from .paper import METHODS
 
 
-#: the MNIST experiments' settings (appendix B.1): ``name: (default profile, paper profile, meaning)``.
-#: Estimators (the book's *The paper in brief*, § Monte-Carlo hygiene; ``benchmarks/README.md``):
-#: IG-SG samples (noise, path position) jointly (``n_igsg`` gradients per explanation, not
+#: The MNIST experiments' settings (appendix B.1), ``name -> (default profile, paper profile, meaning)``.
+#: Estimators (the book's *The paper in brief*, § Monte-Carlo hygiene; ``benchmarks/README.md``)
+#: are these. IG-SG samples (noise, path position) jointly (``n_igsg`` gradients per explanation, not
 #: ``n_sg × ig_steps``); Square is the exact sum over the law's 5,605 squares (``n_opt`` is NB's
 #: count only); NB's ridge is chosen by leave-one-out cross-validation; KernelSHAP draws paired
 #: coalitions and imposes efficiency by a shift.
@@ -42,7 +42,7 @@ MNIST_SETTINGS = {
     "square_weighting": ("sides", "sides", "square removal: uniform over sides, then positions"),
 }
 
-#: defaults of settings added after a settings dict may have been built by older code
+#: Defaults of settings added after a settings dict may have been built by older code.
 _LATER = {"n_igsg": None, "square_weighting": "sides", "sens_reps": 2}
 
 
@@ -93,13 +93,14 @@ def laws(settings: Optional[Mapping] = None) -> dict:
 
 def make_explainers(model, settings: Optional[Mapping] = None, sg_radius: Optional[float] = None,
                names: Optional[Sequence[str]] = None) -> dict:
-    """The explainers of the MNIST tables, keyed by the row names of :data:`METHODS`.
+    """The explainers of the MNIST tables, keyed by the row names of :data:`xailib.paper.METHODS`.
 
     Grad, IG (baseline 0, local), GBP, each also SmoothGrad-ed (uniform L∞ kernel of radius
     ``sg_radius``, default ``settings["sg_radius"]``; IG-SG by joint sampling with ``n_igsg``
     samples, the others with ``n_sg``), KernelSHAP, NB and Square (the optimal explanations of
     :func:`laws`: NB from ``n_opt`` draws with a cross-validated ridge, Square summed exactly
-    over its support) and Occlusion-1 (Prop. 2.3). ``names`` keeps some of them.
+    over its support, or from ``n_opt`` sampled squares when ``settings["square_exact"]`` is False) and
+    Occlusion-1 (Prop. 2.3). ``names`` keeps some of them.
     """
     from .explainers import Gradient, GuidedBackprop, IntegratedGradients, KernelSHAP, Occlusion, Optimal, SmoothGrad
 
@@ -124,7 +125,7 @@ def make_explainers(model, settings: Optional[Mapping] = None, sg_radius: Option
         "GBP-SG": lambda: sg(GuidedBackprop(model)),
         "SHAP": lambda: KernelSHAP(model, n_samples=s["n_shap"]),
         "NB": lambda: Optimal(model, law["NB"], n_samples=s["n_opt"]),
-        "Square": lambda: Optimal(model, law["Square"], n_samples=s["n_opt"]),
+        "Square": lambda: Optimal(model, law["Square"], n_samples=s["n_opt"], exact=s.get("square_exact", "auto")),
         "Occlusion": lambda: Occlusion(model),
     }
     return {n: build[n]() for n in keep}
@@ -198,7 +199,7 @@ def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forwa
     return out
 
 
-#: the two networks of the MNIST chapters: ``{network: model name of xailib.models.get_model}``
+#: The two networks of the MNIST chapters, ``{network -> model name of xailib.models.get_model}``.
 NETWORKS = {"regular": "mnist_cnn", "robust": "mnist_cnn_robust"}
 
 
