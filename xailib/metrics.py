@@ -271,7 +271,7 @@ def infidelity(
 
     ``exact``: laws with a finite support (SquareRemoval, SingleFeature, ShapleyKernel) are summed
     exactly over their atoms, ``E[h(I)] = Σ_k p_k h(I_k)``, when ``exact="auto"`` and the support
-    has at most :data:`xailib.perturbations.EXACT_MAX_ATOMS` atoms (``True`` forces it, ``False``
+    has at most ``xailib.perturbations.EXACT_MAX_ATOMS`` atoms (``True`` forces it, ``False``
     samples): the result is then seed-independent and its Monte-Carlo errors are 0
     (see :func:`xailib.perturbations.exact_support`).
 

@@ -72,7 +72,7 @@ class Optimal(_GramCache, Explainer):
 
     **Exact sums** (``exact="auto"``, default): a binary law with a small finite support
     (SquareRemoval on 28×28 with sides 1–10: 5,605 squares; SingleFeature: ``G`` atoms;
-    ShapleyKernel for ``G ≤ 13``; threshold :data:`xailib.perturbations.EXACT_MAX_ATOMS`) is
+    ShapleyKernel for ``G ≤ 13``; threshold ``xailib.perturbations.EXACT_MAX_ATOMS``) is
     summed over its atoms: ``M = Σ_k p_k z_k z_kᵀ``, ``c = Σ_k p_k z_k Δf_k``, ``g = M⁻¹ c``,
     one forward pass per atom and instance, no Monte-Carlo error, the same for every seed
     (``n_samples`` and ``seed`` are then unused; the ridge is ``1e-12`` under ``ridge="cv"``,

@@ -65,7 +65,7 @@ def _uniform64(size, g: torch.Generator, device) -> Tensor:
 def exact_support(law, feature_shape, exact="auto", device=None, dtype=None) -> Optional[Tuple[Tensor, Tensor]]:
     """Decide between an exact sum over ``law``'s finite support and sampling.
 
-    ``exact="auto"``: exact when the law has a finite support of at most :data:`EXACT_MAX_ATOMS`
+    ``exact="auto"``: exact when the law has a finite support of at most ``EXACT_MAX_ATOMS``
     (8,192) atoms (SquareRemoval on 28×28 with sides 1–10: 5,605; SingleFeature: ``G``;
     ShapleyKernel: ``2^G − 2``, i.e. ``G ≤ 13``), sampled otherwise; ``True``: exact or
     ``ValueError`` (no finite support, or support masks over 2 GiB); ``False``: sampled.
