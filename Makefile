@@ -50,7 +50,7 @@ lab: venv
 	    --ServerApp.root_dir=$(CURDIR)/notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 nbval: venv
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=1200 \
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=3000 \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
 
 check-book: venv
