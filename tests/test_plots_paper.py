@@ -233,8 +233,19 @@ def test_settings_explainers_headline_and_projection():
     g = rel[rel.explainer == "Grad"]["rINFD[NB]"].to_numpy()
     np.testing.assert_allclose(g, table.wide("INFD[NB]")["Grad"].to_numpy() / np.array(energy["NB"]))
     assert (rel["rINFD[Square]"].dropna() <= 1 + 1e-9).all()  # optimal scaling never does worse than Φ = 0
-    proj = experiments.project_time({"Grad": 0.01, "IG-SG": 0.1}, 1e-4)
-    assert proj.loc["IG-SG", "paper [min]"] == pytest.approx(50 * 51 * 0.1 * (200 / 30) * (50 / 16) / 60)
+    proj = experiments.project_time({"Grad": 0.01, "IG-SG": 0.1, "Square": 0.5, "NB": 0.2}, 1e-4,
+                                    paper_seconds={"NB": 3.0})
+    # joint IG-SG: cost ∝ n_igsg (400 / 480), not n_sg × ig_steps; 50 digits × (1 + 2 reps × 50 neighbours)
+    assert proj.loc["IG-SG", "paper [min]"] == pytest.approx(50 * 101 * 0.1 * (400 / 480) / 60)
+    assert proj.loc["IG-SG", "default [min]"] == pytest.approx(20 * 21 * 0.1 / 60)
+    assert proj.loc["Square", "paper [min]"] == pytest.approx(50 * 101 * 0.5 / 60)  # exact: same cost per explanation
+    assert proj.loc["NB", "paper [min]"] == pytest.approx(50 * 101 * 3.0 / 60)      # measured at the paper's count
+    # INFD: NB sampled (n_infd draws), Square exact over its 5,605 squares
+    assert proj.loc["INFD (both laws)", "paper [min]"] == pytest.approx(50 * (1000 + 5605) * 1e-4 / 60)
+    r = experiments.sample_ratios(experiments.mnist_settings("default"), experiments.mnist_settings("paper"))
+    assert r["Square"] == 1.0 and r["IG-SG"] == pytest.approx(400 / 480) and r["NB"] == 20
+    old = {k: v for k, v in s.items() if k not in ("n_igsg", "sens_reps", "square_weighting")}  # older settings dicts
+    assert experiments.make_explainers(model, dict(old, n_sg=4, ig_steps=4), names=["IG-SG"])["IG-SG"].n_samples == 16
     assert proj.loc["total", "default [min]"] == pytest.approx(proj["default [min]"].iloc[:-1].sum())
 
 
@@ -256,6 +267,63 @@ def test_prose_helpers_and_evaluation_settings():
     assert experiments.as_words(["Grad"]) == "Grad"
     assert experiments.as_words(["Grad", "IG", "GBP"]) == "Grad, IG and GBP"
     s = experiments.mnist_settings("paper")
-    assert experiments.evaluation_settings(s, 3) == {"n_infd": 1000, "n_sens": 50, "radius": 0.1, "generator": 3}
+    assert experiments.evaluation_settings(s, 3) == {"n_infd": 1000, "n_sens": 50, "sens_reps": 2, "radius": 0.1,
+                                                     "generator": 3}
     with pytest.raises(ValueError, match="n_pgd"):
         experiments.networks_table({}, torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), 0)
+
+
+def test_holm_hand_computed():
+    # m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 4·0.01 = 0.04, 3·0.02 = 0.06, 2·0.03 = 0.06, 1·0.5 = 0.5
+    adj = claims.holm([0.03, 0.5, 0.01, 0.02])
+    np.testing.assert_allclose(adj, [0.06, 0.5, 0.04, 0.06])
+    # monotone step-down: a later smaller product is lifted to the running max; caps at 1; NaN not counted
+    np.testing.assert_allclose(claims.holm([0.001, 0.04, 0.045, float("nan")]), [0.003, 0.08, 0.08, np.nan])
+    np.testing.assert_allclose(claims.holm([0.4, 0.6]), [0.8, 0.8])
+    np.testing.assert_allclose(claims.holm([0.9, 0.8]), [1.0, 1.0])
+    assert claims.holm([]).size == 0
+    with pytest.raises(ValueError, match="pvalues"):
+        claims.holm([0.5, 1.5])
+
+
+def _frame(vals, mc=None):
+    """Per-instance frame for two explainers; ``mc``: summary frame of Monte-Carlo errors."""
+    rows = [{"explainer": e, "instance": i, "INFD[NB]": v[i]} for e, v in vals.items() for i in range(len(v))]
+    return pd.DataFrame(rows)
+
+
+class _FakeEvaluation:
+    """Duck-typed Evaluation: tidy per-instance values and a summary with ``mc se`` columns."""
+
+    def __init__(self, vals, mc):
+        self.per_instance = pd.DataFrame([{"explainer": e, "instance": i, "metric": "INFD[NB]", "value": x}
+                                          for e, v in vals.items() for i, x in enumerate(v)])
+        self.summary = pd.DataFrame({"INFD[NB]": {e: float(np.mean(v)) for e, v in vals.items()},
+                                     "INFD[NB] mc se": mc})
+
+
+def test_claims_total_se_and_holm_verdicts():
+    base = np.array([1.0, 1.1, 0.9, 1.05, 0.95, 1.02])
+    # NB lower than Grad by 0.1 on every instance: paired se 0, so only the Monte-Carlo part limits
+    vals = {"Grad": base, "NB": base - 0.1}
+    quiet = claims.check_claims(_FakeEvaluation(vals, {"Grad": 0.0, "NB": 0.0}), own_law={"NB": "INFD[NB]"},
+                                smoothgrad_pairs=())
+    assert quiet.loc[0, "verdict"] == "holds" and quiet.loc[0, "total se"] == pytest.approx(0, abs=1e-12)
+    noisy = claims.check_claims(_FakeEvaluation(vals, {"Grad": 0.04, "NB": 0.03}), own_law={"NB": "INFD[NB]"},
+                                smoothgrad_pairs=())
+    r = noisy.iloc[0]
+    assert r["mc se"] == pytest.approx(0.05) and r["total se"] == pytest.approx(0.05, abs=1e-9)
+    assert r["z"] == pytest.approx(-2.0, rel=1e-6) and r["verdict"] == "inconclusive"  # |z| not > 2
+    assert r["p"] == pytest.approx(0.0455, abs=1e-4)
+    # Holm over a family: three rows from one table with p = 0.0455 each -> adjusted 0.1365: inconclusive
+    sg = {"Grad": base, "Grad-SG": base - 0.2, "NB": base - 0.1}
+    fam = claims.check_claims(_FakeEvaluation(sg, {"Grad": 0.04, "Grad-SG": 0.0, "NB": 0.03}),
+                              own_law={"NB": "INFD[NB]"}, smoothgrad_pairs=[("Grad", "Grad-SG")], correction="holm")
+    assert "p (Holm)" in fam.columns and len(fam) == 2
+    sgrow = fam[fam.claim.str.startswith("SmoothGrad")].iloc[0]   # -0.2 / 0.04: z = -5, holds after Holm
+    assert sgrow["verdict"] == "holds" and sgrow["p (Holm)"] == pytest.approx(2 * sgrow["p"])
+    own = fam[fam.claim.str.startswith("optimal")].iloc[0]       # runner-up is Grad-SG: NB is higher, z = +2.5
+    assert own["than"] == "Grad-SG" and own["z"] == pytest.approx(0.1 / 0.03, rel=1e-6)
+    assert own["p (Holm)"] == pytest.approx(own["p"]) and own["verdict"] == "fails"
+    with pytest.raises(ValueError, match="correction"):
+        claims.check_claims(_FakeEvaluation(vals, {"Grad": 0, "NB": 0}), correction="bonferroni")

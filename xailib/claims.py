@@ -3,8 +3,10 @@
 * :func:`check_claims`: one row per claim (SmoothGrad lowers both metrics, the optimal
   explanations have the lowest infidelity under their own law, the robust network lowers
   both metrics for every explainer), each decided on *paired* per-instance differences with
-  a standard error: a gap smaller than ``z`` standard errors is reported as inconclusive,
-  never as a result (the book's *The paper in brief*, § Monte-Carlo hygiene).
+  a *total* standard error (over instances and over the Monte-Carlo draws shared by all
+  instances, :func:`total_se`): a gap smaller than ``z`` total standard errors is reported as
+  inconclusive, never as a result; ``correction="holm"`` controls the family-wise error over
+  all comparisons (:func:`holm`) (the book's *The paper in brief*, § Monte-Carlo hygiene).
 * :func:`summarize_claims`, :func:`verdict_counts`: verdicts counted per claim;
   :func:`paired`, :func:`headline`, :func:`side_by_side`, :func:`summary_table`,
   :func:`relative_infidelity`, :func:`own_law_convergence`: the readings of a table used by
@@ -115,6 +117,7 @@ class _Values:
 
     def __init__(self, df: pd.DataFrame, name: str):
         _check_frame(df, name)
+        self.summary = df.summary if _is_evaluation(df) else (None if _is_per_instance(df) else df)
         df = _per_instance_frame(df)
         self.df = df
         self.name = name
@@ -157,6 +160,61 @@ class _Values:
         return mean, se
 
 
+    def mc_se(self, metric: str, method: str) -> float:
+        """Monte-Carlo standard error of the table mean (``"<metric> mc se"`` of an Evaluation's
+        summary or of a summary frame); 0 when none is known (draws not reported)."""
+        summ = self.summary
+        col = f"{metric} mc se"
+        if summ is None or col not in summ.columns or method not in summ.index:
+            return 0.0
+        v = float(summ.loc[method, col])
+        return 0.0 if math.isnan(v) else v
+
+
+def total_se(se: float, mc_a: float, mc_b: float) -> float:
+    """Total standard error of a difference of two table means: ``√(se² + mc_a² + mc_b²)``.
+
+    ``se``: over instances (paired when possible); ``mc_a``, ``mc_b``: the Monte-Carlo errors of
+    the two means (draws shared by all instances, :func:`xailib.metrics.evaluate`'s ``mc se``).
+    Adding the two Monte-Carlo variances ignores their covariance: when both means use the same
+    draws (two explainers of one table) their errors are usually positively correlated, and the
+    sum over-states the error of the difference (conservative).
+    """
+    return math.sqrt(se**2 + mc_a**2 + mc_b**2)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of ``m`` p-values (family-wise error control).
+
+    Sort ``p_(1) ≤ … ≤ p_(m)``; the adjusted value of ``p_(i)`` is
+    ``max_{j ≤ i} min(1, (m − j + 1) p_(j))``, returned in the input order. Rejecting where the
+    adjusted value is below ``α`` is Holm's procedure: the probability of any false rejection
+    among the ``m`` is at most ``α`` whatever their dependence. NaN p-values are not counted in
+    ``m`` and stay NaN.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"`pvalues` must be one-dimensional, got shape {p.shape}")
+    ok = ~np.isnan(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise ValueError("`pvalues` must lie in [0, 1]")
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(ok)
+    m = len(idx)
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    adj = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(adj)
+    return out
+
+
+def _p_two_sided(diff: float, se: float) -> float:
+    if math.isnan(se) or se <= 0:
+        return float("nan")
+    return math.erfc(abs(diff) / se / math.sqrt(2))
+
+
 def paired_difference(a: _Values, ma: str, b: _Values, mb: str, metric: str) -> tuple:
     """Mean of ``a[ma] - b[mb]`` for ``metric`` and its standard error (paired when possible)."""
     if a.per_instance and b.per_instance:
@@ -186,8 +244,9 @@ def _verdict(diff: float, se: float, z: float) -> str:
     return "inconclusive"
 
 
-def _row(claim, network, metric, lower, other, diff, se, n, z):
-    verdict = _verdict(diff, se, z)
+def _row(claim, network, metric, lower, other, diff, se, n, z, mc_a=0.0, mc_b=0.0):
+    tot = total_se(se, mc_a, mc_b) if not math.isnan(se) else float("nan")
+    verdict = _verdict(diff, tot, z)
     return {
         "claim": claim,
         "network": network,
@@ -196,10 +255,24 @@ def _row(claim, network, metric, lower, other, diff, se, n, z):
         "than": other,
         "difference": diff,
         "se": se,
+        "mc se": math.sqrt(mc_a**2 + mc_b**2),
+        "total se": tot,
+        "z": diff / tot if tot > 0 else float("nan"),
+        "p": _p_two_sided(diff, tot),
         "n": n,
         "verdict": verdict,
         "holds": verdict == "holds",
     }
+
+
+def _apply_holm(rows: list, alpha: float) -> None:
+    """Holm over all rows with a p-value: verdicts by adjusted p < alpha and the difference's sign."""
+    adj = holm([r["p"] for r in rows]) if rows else []
+    for r, pa in zip(rows, adj):
+        r["p (Holm)"] = float(pa)
+        if not math.isnan(pa):
+            r["verdict"] = ("holds" if r["difference"] < 0 else "fails") if pa < alpha else "inconclusive"
+            r["holds"] = r["verdict"] == "holds"
 
 
 # --------------------------------------------------------------------------- claims
@@ -212,6 +285,8 @@ def check_claims(
     own_law: Optional[Mapping[str, str]] = None,
     smoothgrad_pairs: Iterable = SMOOTHGRAD_PAIRS,
     z: float = 2.0,
+    correction: Optional[str] = None,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Check the paper's three ordering claims; one row per comparison.
 
@@ -232,16 +307,29 @@ def check_claims(
         runner-up). Default ``{"NB": "INFD[NB]", "Square": "INFD[Square]"}``. Pairs whose
         explainer or column is missing are skipped.
     z:
-        a claim "holds" when the paired difference is below ``-z`` standard errors, "fails" when
-        above ``+z``, and is "inconclusive" in between.
+        a claim "holds" when the paired difference is below ``-z`` *total* standard errors,
+        "fails" when above ``+z``, and is "inconclusive" in between (without ``correction``).
+    correction:
+        ``"holm"``: the rows are one family of tests; each gets a two-sided p-value from
+        ``difference / total se`` (normal), the Holm-adjusted p-values (:func:`holm`) decide:
+        "holds"/"fails" by the sign where the adjusted value is below ``alpha``, else
+        "inconclusive" (``z`` is then unused). ``None`` (default): no multiplicity correction.
 
     Returns
     -------
-    DataFrame with columns ``claim, network, metric, lower, than, difference, se, n, verdict,
-    holds``: ``difference`` is mean(``lower``) − mean(``than``) (negative when the claim is
-    right), ``se`` its standard error (paired over instances when per-instance values are given),
-    ``n`` the number of paired instances (0 for summary frames).
+    DataFrame with columns ``claim, network, metric, lower, than, difference, se, mc se,
+    total se, z, p, n, verdict, holds`` (and ``p (Holm)`` with ``correction="holm"``):
+    ``difference`` is mean(``lower``) − mean(``than``) (negative when the claim is right), ``se``
+    its standard error over instances (paired when per-instance values are given), ``mc se`` the
+    Monte-Carlo part (draws shared by all instances: the ``mc se`` columns of an
+    :class:`~xailib.metrics.Evaluation` or a summary frame, 0 when absent), ``total se`` =
+    ``√(se² + mc se²)`` (:func:`total_se`), ``z`` = difference / total se, ``p`` its two-sided
+    normal p-value, ``n`` the number of paired instances (0 for summary frames).
     """
+    if correction not in (None, "holm"):
+        raise ValueError(f"`correction` must be None or 'holm', got {correction!r}")
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ValueError(f"`alpha` must be a number in (0, 1), got {alpha!r}")
     if not (isinstance(z, (int, float)) and z >= 0):
         raise ValueError(f"`z` must be a number >= 0, got {z!r}")
     nets = [("regular", _Values(df_regular, "df_regular"))]
@@ -260,7 +348,8 @@ def check_claims(
             for base, smooth in smoothgrad_pairs:
                 if vals.has(metric, base) and vals.has(metric, smooth):
                     d, se, n = paired_difference(vals, smooth, vals, base, metric)
-                    rows.append(_row("SmoothGrad lowers the metric", net, metric, smooth, base, d, se, n, z))
+                    rows.append(_row("SmoothGrad lowers the metric", net, metric, smooth, base, d, se, n, z,
+                                     vals.mc_se(metric, smooth), vals.mc_se(metric, base)))
         for method, metric in own_law.items():
             if not vals.has(metric, method):
                 continue
@@ -271,7 +360,8 @@ def check_claims(
             runner_up = min(means, key=means.get)
             d, se, n = paired_difference(vals, method, vals, runner_up, metric)
             rows.append(_row("optimal explanation has the lowest INFD under its own law", net, metric,
-                             method, runner_up, d, se, n, z))
+                             method, runner_up, d, se, n, z, vals.mc_se(metric, method),
+                             vals.mc_se(metric, runner_up)))
     if df_robust is not None:
         reg, rob = nets[0][1], nets[1][1]
         for metric in [sens, *infds]:
@@ -279,8 +369,13 @@ def check_claims(
                 if rob.has(metric, method):
                     d, se, n = paired_difference(rob, method, reg, method, metric)
                     rows.append(_row("robust network lowers the metric", "robust vs regular", metric,
-                                     f"{method} (robust)", f"{method} (regular)", d, se, n, z))
-    cols = ["claim", "network", "metric", "lower", "than", "difference", "se", "n", "verdict", "holds"]
+                                     f"{method} (robust)", f"{method} (regular)", d, se, n, z,
+                                     rob.mc_se(metric, method), reg.mc_se(metric, method)))
+    cols = ["claim", "network", "metric", "lower", "than", "difference", "se", "mc se", "total se", "z", "p"]
+    if correction == "holm":
+        _apply_holm(rows, alpha)
+        cols.append("p (Holm)")
+    cols += ["n", "verdict", "holds"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -369,16 +464,18 @@ def paired(table, metric: str, a: str, b: str, z: float = 2.0) -> dict:
 
     ``table``: an :class:`~xailib.metrics.Evaluation` or a per-instance frame (module docstring).
 
-    Returns ``{"difference": mean(a − b), "se": its standard error over instances, "n": pairs,
-    "verdict": "a lower" | "a higher" | "inconclusive"}`` (``z`` standard errors decide).
+    Returns ``{"difference": mean(a − b), "se": its standard error over instances, "total se":
+    with the Monte-Carlo errors of both means (:func:`total_se`), "n": pairs, "verdict": "a lower"
+    | "a higher" | "inconclusive"}`` (``z`` total standard errors decide).
     """
     vals = _Values(table, "table")
     for m in (a, b):
         if not vals.has(metric, m):
             raise KeyError(f"no {metric!r} values for {m!r}")
     d, se, n = paired_difference(vals, a, vals, b, metric)
-    v = _verdict(d, se, z)
-    return {"difference": d, "se": se, "n": n,
+    tot = total_se(se, vals.mc_se(metric, a), vals.mc_se(metric, b)) if not math.isnan(se) else se
+    v = _verdict(d, tot, z)
+    return {"difference": d, "se": se, "total se": tot, "n": n,
             "verdict": {"holds": "a lower", "fails": "a higher", "inconclusive": "inconclusive"}[v]}
 
 
@@ -432,7 +529,8 @@ def own_law_convergence(table, optimal_tables: Mapping,
     per-instance values pair with ``table``'s. For each ``n`` and each optimal explainer, its INFD
     under its own law is compared with the best *other* explainer of ``table`` (paired over
     instances). Returns one row per (n, explainer): ``INFD``, ``runner-up``, its ``INFD``,
-    ``difference`` (optimal − runner-up), ``se``, ``verdict`` (as :func:`check_claims`).
+    ``difference`` (optimal − runner-up), ``se`` (over instances), ``total se`` (with the
+    Monte-Carlo errors of both means), ``verdict`` (as :func:`check_claims`, on the total se).
     """
     own_law = {"NB": "INFD[NB]", "Square": "INFD[Square]"} if own_law is None else own_law
     base = _Values(table, "table")
@@ -448,10 +546,11 @@ def own_law_convergence(table, optimal_tables: Mapping,
             means = {m: base.mean_se(metric, m)[0] for m in others}
             runner = min(means, key=means.get)
             d, se, k = paired_difference(ov, method, base, runner, metric)
+            tot = total_se(se, ov.mc_se(metric, method), base.mc_se(metric, runner)) if not math.isnan(se) else se
             rows.append({"n_samples": n, "explainer": method, "metric": metric,
                          "INFD": ov.mean_se(metric, method)[0], "runner-up": runner,
-                         "runner-up INFD": means[runner], "difference": d, "se": se,
-                         "verdict": _verdict(d, se, z)})
+                         "runner-up INFD": means[runner], "difference": d, "se": se, "total se": tot,
+                         "verdict": _verdict(d, tot, z)})
     return pd.DataFrame(rows)
 
 
