@@ -119,10 +119,37 @@ def test_lipschitz_bound_fails_for_relu():
     assert not r.holds
 
 
-def test_paper_product_form_is_violated_by_deep_narrow_nets():
-    kw = dict(n_nets=3, n_inputs=3, d=6, depths=(8,), widths=(1,), scales=(0.3,), radius=1.0, restarts=2, steps=15)
-    assert not T.check_lipschitz_bound(**kw, bound="paper").holds
-    assert T.check_lipschitz_bound(**kw, bound="derived").holds
+def test_a1_counterexample_breaks_every_reading_of_the_printed_product():
+    df = T.a1_counterexample(0.1, 0.1)
+    sens = 0.1 * (1 / (1 + math.exp(-0.1)) - 0.5)
+    assert math.isclose(float(df.loc["paper", "SENS_max"]), sens, rel_tol=1e-12) and 2.49e-3 < sens < 2.50e-3
+    assert math.isclose(float(df.loc["paper", "L r"]), 1.0e-3, rel_tol=1e-12)  # c² · 1 · r
+    assert math.isclose(float(df.loc["paper/4", "L r"]), 2.5e-4, rel_tol=1e-12)
+    assert math.isclose(float(df.loc["paper/4^l", "L r"]), 1e-3 / 16, rel_tol=1e-12)  # l = 2 layers
+    assert not df.loc[["paper", "paper/4", "paper/4^l"], "holds"].any()
+    assert bool(df.loc["derived", "holds"])
+    # the check finds the same by ascent on the same network (lhs independent of the rhs arithmetic)
+    net = T.SoftplusNet([torch.ones(1, 1, dtype=D)], torch.tensor([0.1], dtype=D))
+    r = T.check_lipschitz_bound(net, torch.zeros(1, 1, dtype=D), radius=0.1, bound="paper", restarts=2, steps=20)
+    assert not r.holds and math.isclose(float(r.lhs[0]), sens, rel_tol=1e-6)
+
+
+def test_printed_product_readings_scored_on_all_layers():
+    net = T.random_softplus_net(4, [5, 3], 1.0, seed=2)
+    fro = [float(torch.linalg.matrix_norm(W, "fro")) ** 2 for W in net.weights]
+    prod = float(net.c.norm()) ** 2 * fro[0] * fro[1]  # l = 3 layers, the output layer included
+    assert math.isclose(T.lipschitz_bound(net, "paper"), prod, rel_tol=1e-12)
+    assert math.isclose(T.lipschitz_bound(net, "paper/4^l"), prod / 64, rel_tol=1e-12)
+    # planted: a small output layer breaks every reading (degree 2 in c), not the derived bound
+    small = T.SoftplusNet(net.weights, 1e-3 * net.c)
+    x = torch.randn(3, 4, dtype=D, generator=torch.Generator().manual_seed(0))
+    r = T.check_lipschitz_bound(small, x, radius=0.5, restarts=2, steps=15)
+    tab = T.paper_readings_table(r)
+    assert r.holds and tab.loc["derived", "violations"] == 0
+    assert (tab.loc[["paper", "paper/4", "paper/4^l"], "violations"] == 3).all()
+    rp = T.rescore_lipschitz(r, "paper/4")
+    assert not rp.holds and rp.n_violations == 3 and torch.equal(rp.lhs, r.lhs)
+    assert T.rescore_lipschitz(r, "derived").holds
 
 
 # ----------------------------------------------------------------------------- A.2
@@ -146,7 +173,11 @@ def test_adversarial_risk_bound_holds(norm, eps):
 
 
 def test_adversarial_risk_bound_fails_when_shrunk():
-    r = T.check_adversarial_risk_bound(**SMALL, rhs_scale=0.5, restarts=2, steps=15)
+    r = T.check_adversarial_risk_bound(**SMALL, restarts=2, steps=15)
+    # scored on the loss increase: the clean loss is out of both sides
+    assert torch.allclose(r.info["adversarial_loss"] - r.info["loss"], r.lhs)
+    assert (r.lhs >= 0).all() and float(r.tightness.median()) > 0.1
+    r = T.check_adversarial_risk_bound(**SMALL, rhs_scale=0.5, restarts=2, steps=15)  # planted
     assert not r.holds
 
 
@@ -157,14 +188,44 @@ def test_robust_infidelity_lower_bound_holds():
     assert r.holds
 
 
-def test_robust_infidelity_bound_nonvacuous_on_ripple_model():
-    base = T.random_softplus_net(6, [8], 1.0, seed=0)
-    x = torch.randn(2, 6, dtype=D)
-    r = T.check_robust_infidelity_lower_bound(T.RippleModel(base, 0.02, 50.0, d=6), x, n_perturbations=16,
-                                              restarts=2, steps=10)
-    assert r.holds
+def test_gaussian_draws_have_the_requested_sigma():
+    from xailib.theory._core import _gaussian_draws
+
+    I = _gaussian_draws(0.3, 8, 4000, 0)
+    assert abs(float(I.std()) - 0.3) < 0.01
+
+
+def _ripples():
+    base = T.random_instances(n_nets=4, n_inputs=3, d=8, depths=(1, 2), scales=(1.0,), seed=1)
+    return [T.RippleModel(net, 0.02, 50.0, seed=i, d=8) for i, (net, _, _) in enumerate(base)], [x for _, x, _ in base]
+
+
+@pytest.mark.parametrize("plant", [None, "rinfd_at_x", "no_quarter"])
+def test_robust_infidelity_bound_on_ripple_models_and_planted_errors(plant):
+    nets, xs = _ripples()
+    r = T.check_robust_infidelity_lower_bound(nets, xs, plant=plant, n_perturbations=32, restarts=2, steps=15)
     part = torch.tensor([p == "rinfd" for p in r.info["part"]])
-    assert (r.lhs[part] > 0).all()
+    if plant is None:
+        assert r.holds and (r.lhs[part] > 0).sum() >= 6  # not vacuous
+    else:
+        assert not r.holds and not r.holds_each[part].all()
+
+
+def test_b_of_x_minus_i_has_the_expectation_inside_the_max():
+    nets, xs = _ripples()
+    r = T.check_robust_infidelity_lower_bound(nets[0], xs[0], n_perturbations=16, restarts=2, steps=15)
+    net, x = nets[0], xs[0]
+    from xailib.theory._core import _gaussian_draws, _sub
+
+    I = _gaussian_draws(0.3, 8, 16, _sub(0, 0))
+    with torch.no_grad():
+        fI = net((x.unsqueeze(1) - I).reshape(-1, 8)).view(3, 16)
+        # B(x − I) at any u is a lower estimate of the max over one u for all draws
+        for _ in range(5):
+            u = torch.randn(8, dtype=D)
+            u = 0.3 * u / u.norm()
+            val = (net((x.unsqueeze(1) - I + u).reshape(-1, 8)).view(3, 16) - fI).abs().mean(1)
+            assert (val <= r.info["B_prime"][:3] * (1 + 1e-9)).all()
 
 
 def test_literal_squared_form_fails_on_linear_model():
@@ -178,21 +239,28 @@ def test_literal_squared_form_fails_on_linear_model():
 # ----------------------------------------------------------------------------- Thm. 4.1 / 4.2
 def test_smoothgrad_sensitivity_holds_with_common_noise():
     r = T.check_smoothgrad_sensitivity(n_nets=2, n_inputs=2, d=6, depths=(1, 2), widths=(8,), sg_samples=16,
-                                       restarts=2, steps=10)
+                                       rhs_samples=16, restarts=2, steps=10)
     assert r.holds
     assert float(r.info["sg_mismatch"].max()) < 1e-10  # our Φ_k is xailib's SmoothGrad
+    assert (r.rhs <= r.info["rhs_certified"] * (1 + 1e-9)).all()  # ascent (errs low) below the certified value
 
 
 def test_smoothgrad_sensitivity_fails_with_independent_noise():
     r = T.check_smoothgrad_sensitivity(n_nets=2, n_inputs=2, d=6, depths=(1, 2), widths=(8,), sg_samples=16,
-                                       radius=0.05, common_noise=False, restarts=2, steps=10)
+                                       rhs_samples=16, radius=0.05, common_noise=False, restarts=2, steps=10)
     assert not r.holds
 
 
-def test_smoothgrad_infidelity_holds_for_small_kernel():
-    r = T.check_smoothgrad_infidelity(**SMALL, sg_samples=16, n_perturbations=64)
+def test_smoothgrad_infidelity_holds_where_smoothing_matters():
+    r = T.check_smoothgrad_infidelity(**SMALL, sg_samples=32, rhs_samples=32, n_perturbations=128)
     assert r.holds
-    assert (r.info["C1"] < 0.25).all() and (r.info["C2"] <= 1 + 1e-12).all()
+    assert (r.info["C1"] < 0.25).all() and (r.info["C2_tight"] <= 1 + 1e-12).all()
+    assert float(r.info["sg_change"].median()) > 0.05  # SmoothGrad changes the explanation
+
+
+def test_smoothgrad_infidelity_reports_a_planted_error():
+    r = T.check_smoothgrad_infidelity(**SMALL, sg_samples=32, rhs_samples=32, n_perturbations=128, plant=3.0)  # e.g. a wrong normalisation
+    assert not r.holds
 
 
 def test_smoothgrad_infidelity_flags_C1_above_quarter():
@@ -227,6 +295,14 @@ def test_shap_optimality_holds_and_fails_without_efficiency():
     assert r.holds
     assert float(r.info["rel_err_kernelshap"].max()) < 0.05
     assert not T.check_shap_optimality(**kw, efficiency=False).holds
+
+
+def test_optimal_shapley_kernel_matches_exact_shapley_on_six_features():
+    kw = dict(SMALL, d=6, n_alternatives=2)
+    r = T.check_shap_optimality(**kw, exact="auto")  # Optimal's exact sum over the 62 coalitions
+    assert r.holds and float(r.info["max_abs_err_optimal"].max()) < 1e-3
+    r2 = T.check_shap_optimality(**kw, n_samples=20000)  # sampled: converging, efficiency imposed
+    assert r2.holds and float(r2.info["rel_err_optimal"].median()) < 0.02
 
 
 def test_hessian_norm_bound_survives_a_search_for_the_worst_point():

@@ -16,8 +16,7 @@ class Gradient(Explainer):
 
     Not ``|∇f|`` (the "saliency map" of some libraries is the absolute value; the paper's Grad
     is signed; returning ``|∇f|`` is a trap of published code). By Prop. 2.2 it is the optimal
-    explanation for the
-    infinitesimal perturbation ``I = ε eᵢ``, ``ε → 0`` (``notebooks/theory.ipynb``).
+    explanation for the infinitesimal perturbation ``I = ε eᵢ``, ``ε → 0`` (``notebooks/theory.ipynb``).
 
     Computed in chunks of ``batch_size`` rows: one backward on the sum of the selected outputs.
 

@@ -17,13 +17,15 @@ Each check returns a :class:`CheckResult` with per-instance ``lhs`` and ``rhs`` 
 statement reads **lhs ≤ rhs** for every instance, ``holds`` (all instances), ``tightness``
 (lhs / rhs) and the ``settings`` used. No check asserts: a violation is reported, not raised.
 
-Estimation sides. A sup/max that cannot be computed exactly is estimated so that errors can
-only *hide* a violation, never invent one: a sup on the left is a **lower** estimate (random
-restarts + projected gradient ascent, every candidate a feasible point), a sup on the right is
-an **upper** bound (certified, e.g. by interval bounds on the Hessian of a softplus network)
-or, where the statement allows, the same feasible candidates are used on both sides so that
-the inequality holds exactly for the estimates (see each docstring). Where a right-hand side
-can only be estimated from below (``hessian="estimate"``), the docstring and ``notes`` say so.
+Estimation sides. The two sides of a check are estimated **independently** (their own maximisers,
+their own Monte-Carlo draws), so that a false statement or a wrong implementation can show as a
+violation; each check has a planted error (a ``plant=`` argument, a broken hypothesis or a shrunk
+bound) that it reports. A sup that cannot be computed exactly is an attained value (random
+restarts + projected gradient ascent, every candidate feasible: it **errs low**) or a certified
+bound (interval bounds on the Hessian of a softplus network: it **errs high**); each docstring
+says which way each estimate errs, and where Monte-Carlo error enters both sides ``holds``
+allows a few standard errors. Where a check can only confirm an identity (occlusion's zero
+infidelity, Prop. 2.3), its docstring says it is a consistency check, not a test.
 Computations run in float64. Balls are Euclidean (ℓ₂) unless a ``norm`` argument says otherwise.
 
 Everything listed here is importable from ``xailib.theory`` directly.
@@ -36,13 +38,17 @@ from ._core import (
     model_gradient,
 )
 from .bounds import (
+    PAPER_READINGS,
     _hessian_sup_estimate,
+    a1_counterexample,
     check_adversarial_risk_bound,
     check_hessian_bounds,
     check_lipschitz_bound,
     hessian_norm_bound,
     lipschitz_bound,
+    paper_readings_table,
     pgd_logistic,
+    rescore_lipschitz,
 )
 from .networks import Population, RippleModel, SoftplusNet, random_instances, random_softplus_net
 from .optimality import (
@@ -70,6 +76,10 @@ __all__ = [
     "max_gradient_change",
     # bounds on gradients and Hessians
     "lipschitz_bound",
+    "PAPER_READINGS",
+    "paper_readings_table",
+    "rescore_lipschitz",
+    "a1_counterexample",
     "hessian_norm_bound",
     "pgd_logistic",
     "check_lipschitz_bound",

@@ -159,3 +159,12 @@ def _raw_infidelity(model, phi: Tensor, x: Tensor, perturbation, n: Optional[int
     n = perturbation.n_fixed if n is None else n
     return infidelity(model, phi.detach(), x, perturbation=perturbation, n_samples=n, scaling=None).to(DTYPE)
 
+
+
+def _gaussian_draws(sigma: float, d: int, n: int, seed) -> Tensor:
+    """``n`` draws of ``I ~ N(0, σ² Id)`` in float64, ``(n, d)``: ``xailib.perturbations.Gaussian(σ)``'s raw
+    standard-normal draws times ``σ`` (its ``apply``), replayable with ``Fixed``."""
+    from ..perturbations import Gaussian
+
+    law = Gaussian(sigma)
+    return law.sigma * law.draw((d,), n, generator=seed, dtype=DTYPE)

@@ -15,38 +15,51 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .._utils import check_positive, make_generator
-from ._core import (DTYPE, _ascend, _f, _raw_infidelity, _single_threaded, _sphere, _sub, hessian_spectral_norm,
+from ._core import (DTYPE, _ascend, _f, _gaussian_draws, _raw_infidelity, _single_threaded, _sphere, _sub, hessian_spectral_norm,
                     max_gradient_change, model_gradient)
 from .networks import Population, _population, SoftplusNet, _meta_info
 from .result import CheckResult, _result
 
 
-__all__ = ["lipschitz_bound", "hessian_norm_bound", "pgd_logistic", "check_lipschitz_bound", "check_hessian_bounds", "check_adversarial_risk_bound"]
+__all__ = ["PAPER_READINGS", "paper_readings_table", "rescore_lipschitz", "a1_counterexample", "lipschitz_bound", "hessian_norm_bound", "pgd_logistic", "check_lipschitz_bound", "check_hessian_bounds", "check_adversarial_risk_bound"]
+
+
+#: the readings of Prop. A.1's unreadable denominator: name -> power of 4 as a function of the depth l
+PAPER_READINGS = {"paper": lambda l: 0, "paper/4": lambda l: 1, "paper/4^l": lambda l: l}
 
 
 def lipschitz_bound(net: SoftplusNet, bound: str = "derived") -> float:
     """A Lipschitz constant of ``∇f`` for a softplus network (Prop. A.1), in ℓ₂.
+
+    In the paper's notation ``f(x) = W_l σ(W_{l−1} … σ(W_1 x))``: a :class:`~xailib.models.SoftplusNet`
+    with ``k`` softplus layers ``W_1 … W_k`` and output vector ``c`` has ``l = k + 1`` layers, the
+    last one linear (``W_l = cᵀ``, so ``‖W_l‖_F = ‖c‖₂``).
 
     ``bound="derived"`` (valid, the chapter's derivation): writing ``z_i = W_i h_{i−1}``,
     ``h_i = σ(z_i)``, ``g_i = ∂f/∂h_i``, the Hessian is
     ``∇²f = Σ_i M_iᵀ diag(σ''(z_i) ⊙ g_i) M_i`` with ``M_i = ∂z_i/∂x = W_i D_{i−1} W_{i−1} … D_1 W_1``,
     ``D_j = diag(σ'(z_j))``. With ``σ' ≤ 1``, ``σ'' ≤ 1/4``: ``‖M_i‖ ≤ P_i = ∏_{j≤i} ‖W_j‖₂`` and
     ``‖g_i‖_∞ ≤ ‖g_i‖₂ ≤ ‖c‖₂ ∏_{j>i} ‖W_j‖₂``, so
-    ``L = (‖c‖₂/4) · ∏_{j=1}^{l} ‖W_j‖₂ · Σ_{i=1}^{l} P_i``.
+    ``L = (‖c‖₂/4) · ∏_{j=1}^{k} ‖W_j‖₂ · Σ_{i=1}^{k} P_i`` — of degree 1 in ``c``, as ``∇f`` is.
 
-    ``bound="paper"``: the product form of the paper's proof sketch, ``‖c‖₂ ∏_i ‖W_i‖_F²``
-    (the OCR drops ``c``; f is linear in ``c``, so ``‖c‖₂`` is the only consistent factor).
-    It is **not** a valid bound in general: deep networks with small weights violate it
-    (see ``notebooks/theory.ipynb``).
+    The printed product, as printed: ``∏_{i=1}^{l} ‖W_i‖_F² / q`` over **all** ``l`` layers, the
+    linear output layer included (``‖c‖₂² ∏_{j≤k} ‖W_j‖_F²``), for each reading of the unreadable
+    denominator ``q``: ``bound="paper"`` (none, ``q = 1``), ``"paper/4"`` (one 4) and
+    ``"paper/4^l"`` (a 4 per factor, ``q = 4^l``). None is a valid bound: the product is of degree
+    2 in the output layer while ``∇f`` is of degree 1, so shrinking ``c`` breaks every reading
+    (``f(x) = 0.1·softplus(x)`` at ``x = 0``, ``r = 0.1``: SENS = 2.5e-3 against 1.0e-3 for the
+    loosest reading; chapter ``notebooks/theory``).
     """
     if not isinstance(net, SoftplusNet):
         raise TypeError("`net` must be a SoftplusNet")
     Ws = net.weights
     cn = float(net.c.norm())
-    if bound == "paper":
-        return cn * math.prod(float(torch.linalg.matrix_norm(W, "fro")) ** 2 for W in Ws)
+    if bound in PAPER_READINGS:
+        l = len(Ws) + 1
+        prod = cn**2 * math.prod(float(torch.linalg.matrix_norm(W, "fro")) ** 2 for W in Ws)
+        return prod / 4.0 ** PAPER_READINGS[bound](l)
     if bound != "derived":
-        raise ValueError(f"`bound` must be 'derived' or 'paper', got {bound!r}")
+        raise ValueError(f"`bound` must be 'derived', 'paper', 'paper/4' or 'paper/4^l', got {bound!r}")
     spec = [float(torch.linalg.matrix_norm(W, 2)) for W in Ws]
     P = [math.prod(spec[: i + 1]) for i in range(len(spec))]
     return cn / 4.0 * math.prod(spec) * sum(P)
@@ -165,10 +178,14 @@ def check_lipschitz_bound(nets=None, x=None, *, radius: float = 0.5, bound: str 
     * lhs: raw SENS_max by random restarts + projected gradient ascent
       (:func:`max_gradient_change`), optionally also ``xailib.metrics.sensitivity_max``
       (``normalize=False``, ``mc_samples`` Monte-Carlo points of the inscribed ℓ∞ ball of
-      radius ``r/√d``): the max of feasible values, **errs low**.
-    * rhs: ``L · r`` with ``L`` from :func:`lipschitz_bound` (``bound="derived"``, exact
-      arithmetic of a valid bound; ``"paper"``: the paper's product form, not valid in
-      general) or ``bound="local"``: :func:`hessian_norm_bound` over the ball (valid, tighter).
+      radius ``r/√d``): the max of feasible values, an attained value, **errs low**.
+    * rhs: ``L · r``, computed from the weights alone (independent of the lhs), with ``L`` from
+      :func:`lipschitz_bound`: ``bound="derived"`` (a valid bound), or the printed product over all
+      ``l`` layers under one reading of its denominator, ``"paper"`` (none), ``"paper/4"``,
+      ``"paper/4^l"`` (not valid bounds: an attained lhs above them is a counterexample); or
+      ``bound="local"``: :func:`hessian_norm_bound` over the ball (valid, tighter).
+      ``info`` holds ``L·r`` for every reading and the derived bound (``rhs_paper``,
+      ``rhs_paper/4``, ``rhs_paper/4^l``, ``rhs_derived``) so one run scores them all.
 
     ``nets``/``x``: given networks and inputs (one tensor, or one per network); otherwise
     ``n_nets`` random networks (:func:`random_instances`) with ``n_inputs`` inputs each.
@@ -178,14 +195,17 @@ def check_lipschitz_bound(nets=None, x=None, *, radius: float = 0.5, bound: str 
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
     ``n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0)``, ``activation="softplus"``.
     """
-    if bound not in ("derived", "paper", "local"):
-        raise ValueError(f"`bound` must be 'derived', 'paper' or 'local', got {bound!r}")
+    if bound not in ("derived", "local", *PAPER_READINGS):
+        raise ValueError(f"`bound` must be 'derived', 'local', 'paper', 'paper/4' or 'paper/4^l', got {bound!r}")
     check_positive(radius, "radius")
     pop = _population(nets, x, population, n_nets=8, n_inputs=4, d=8, depths=(1, 2, 3, 4), widths=(8, 16, 32), scales=(0.5, 1.0, 2.0))
     inst = pop.instances(seed)
     nets, activation = pop.nets, pop.activation
-    lhs, rhs, asc, mcs, L_other, counts, metas = [], [], [], [], [], [], []
+    readings = ("derived", *PAPER_READINGS)
+    lhs, rhs, asc, mcs, counts, metas = [], [], [], [], [], []
+    others = {b: [] for b in readings}
     for k, (net, xx, meta) in enumerate(inst):
+        N = xx.shape[0]
         s_asc, _ = max_gradient_change(net, xx, radius, restarts, steps, seed=_sub(seed, k))
         s = s_asc
         if mc_samples:
@@ -195,24 +215,71 @@ def check_lipschitz_bound(nets=None, x=None, *, radius: float = 0.5, bound: str 
         if bound == "local":
             L = hessian_norm_bound(net, xx, radius)
         else:
-            L = torch.full((xx.shape[0],), lipschitz_bound(net, bound), dtype=DTYPE)
-        other = "paper" if bound != "paper" else "derived"
-        L_other.append(torch.full((xx.shape[0],), lipschitz_bound(net, other), dtype=DTYPE))
+            L = torch.full((N,), lipschitz_bound(net, bound), dtype=DTYPE)
+        for b in readings:
+            others[b].append(torch.full((N,), lipschitz_bound(net, b) * radius, dtype=DTYPE))
         lhs.append(s)
         asc.append(s_asc)
         rhs.append(L * radius)
-        counts.append(xx.shape[0])
+        counts.append(N)
         metas.append(meta)
     info = _meta_info(metas, counts)
     info["sens_ascent"] = torch.cat(asc)
     if mcs:
         info["sens_mc"] = torch.cat(mcs)
-    info[f"L_{'paper' if bound != 'paper' else 'derived'}"] = torch.cat(L_other)
-    notes = ["lhs: raw SENS_max by restarts + projected gradient ascent (errs low)",
-             f"rhs: L·r with L = {bound} bound" + (" (not a valid bound in general)" if bound == "paper" else " (valid upper bound)")]
+    for b in readings:
+        info[f"rhs_{b}"] = torch.cat(others[b])
+    valid = bound in ("derived", "local")
+    notes = ["lhs: raw SENS_max by restarts + projected gradient ascent (an attained value: errs low)",
+             f"rhs: L·r with L = {bound} bound" + (" (valid upper bound)" if valid else
+                                                    " (the printed product under one reading; not a valid bound)")]
     return _result("Prop. A.1", "SENS_max(∇f, x, r) ≤ L r", torch.cat(lhs), torch.cat(rhs),
                    dict(radius=radius, bound=bound, restarts=restarts, steps=steps, mc_samples=mc_samples, seed=seed,
                         activation=activation), info, notes, rtol=1e-9)
+
+
+def paper_readings_table(result: CheckResult):
+    """Score every reading of Prop. A.1's printed product (and the derived bound) on the instances
+    of a :func:`check_lipschitz_bound` result: a DataFrame, one row per bound, with the number of
+    violations (attained SENS above ``L·r``), the largest ratio SENS / (L r) and the median one."""
+    import pandas as pd
+
+    rows = []
+    for b in ("derived", *PAPER_READINGS):
+        t = result.lhs / result.info[f"rhs_{b}"]
+        rows.append({"bound": b, "instances": result.n, "violations": int((t > 1 + 1e-9).sum()),
+                     "max SENS / (L r)": float(t.max()), "median SENS / (L r)": float(t.median())})
+    return pd.DataFrame(rows).set_index("bound")
+
+
+def rescore_lipschitz(result: CheckResult, bound: str) -> CheckResult:
+    """The :func:`check_lipschitz_bound` result ``result`` scored against another bound (``"derived"``
+    or a reading of the printed product), on the same attained sensitivities (no new ascent)."""
+    key = f"rhs_{bound}"
+    if key not in result.info:
+        raise ValueError(f"`bound` must be one of 'derived', 'paper', 'paper/4', 'paper/4^l', got {bound!r}")
+    valid = bound == "derived"
+    notes = [result.notes[0], f"rhs: L·r with L = {bound} bound" + (" (valid upper bound)" if valid else
+                                                                    " (the printed product under one reading; not a valid bound)")]
+    return _result(result.name, result.statement, result.lhs, result.info[key], dict(result.settings, bound=bound),
+                   result.info, notes, rtol=result.settings.get("rtol", 1e-9))
+
+
+def a1_counterexample(c: float = 0.1, radius: float = 0.1):
+    """The one-parameter counterexample to every reading of Prop. A.1's printed product:
+    ``f(x) = c·softplus(x)`` (``W_1 = [1]``, output layer ``c``, ``l = 2``) at ``x = 0``.
+    ``SENS_max = c (sigmoid(r) − 1/2)`` exactly (``∇f = c·sigmoid``, monotone); the printed product
+    is ``c² · 1`` (degree 2 in ``c``). Returns a DataFrame: the exact SENS and ``L r`` for each
+    reading and the derived bound."""
+    import pandas as pd
+
+    net = SoftplusNet([torch.ones(1, 1, dtype=DTYPE)], torch.tensor([c], dtype=DTYPE))
+    sens = c * (1 / (1 + math.exp(-radius)) - 0.5)
+    rows = [{"bound": b, "L r": lipschitz_bound(net, b) * radius, "SENS_max": sens}
+            for b in ("derived", *PAPER_READINGS)]
+    df = pd.DataFrame(rows).set_index("bound")
+    df["holds"] = df["SENS_max"] <= df["L r"] * (1 + 1e-12)
+    return df
 
 
 def _mc_sensitivity(model, x, radius_linf, n, seed):
@@ -256,7 +323,7 @@ def check_hessian_bounds(nets=None, x=None, *, radius: float = 0.5, sigma: float
     for k, (net, xx, meta) in enumerate(inst):
         N, dd = xx.shape
         s, _ = max_gradient_change(net, xx, radius, restarts, steps, seed=_sub(seed, k))
-        I = Gaussian(sigma).draw((dd,), n_perturbations, generator=_sub(seed, k, 5), dtype=DTYPE)
+        I = _gaussian_draws(sigma, dd, n_perturbations, _sub(seed, k, 5))
         rI = float(I.norm(dim=1).max())
         if hessian == "certified" and isinstance(net, SoftplusNet):
             L_s = hessian_norm_bound(net, xx, radius)
@@ -310,16 +377,21 @@ def check_adversarial_risk_bound(nets=None, x=None, y=None, *, eps: float = 0.3,
                                  rhs_scale: float = 1.0, **population) -> CheckResult:
     """Theorem A.1 (binary logistic loss): per instance (the proof is pointwise),
     ``sup_{‖δ‖≤ε} ℓ(f(x+δ), y) ≤ ℓ(f(x), y) + ε ‖∇f(x)‖_* + (ε²/2) sup_{‖δ‖≤ε} ‖∇²f(x+δ)‖``;
-    averaging over instances gives the theorem's expectations.
+    averaging over instances gives the theorem's expectations. Scored on the loss **increase**
+    (the clean loss ``ℓ(f(x), y)`` subtracted from both sides, exactly): lhs
+    ``sup_δ ℓ(f(x+δ), y) − ℓ(f(x), y)``, rhs ``ε ‖∇f(x)‖_* + (ε²/2) sup ‖∇²f‖``, so the tightness
+    measures the bound on what the adversary adds, not the clean loss both sides share
+    (``info["loss"]`` holds the clean loss).
 
-    * lhs: PGD with restarts (:func:`pgd_logistic`), **errs low**.
+    * lhs: PGD with restarts (:func:`pgd_logistic`, ``δ = 0`` among the candidates), **errs low**;
+      the two sides are computed independently (PGD's maximiser plays no part in the rhs).
     * ``‖∇f‖_*``: exact (ℓ₂ dual of ℓ₂; ℓ₁ dual of ℓ∞).
     * Hessian term: the operator norm ``sup_{‖v‖≤1} |vᵀHv|`` in the ball's norm; ℓ₂: spectral norm;
       ℓ∞: bounded by ``d ‖H‖₂``. ``hessian="certified"``: :func:`hessian_norm_bound` over the ball
       (**errs high**, safe); ``"estimate"``: power iteration on Hessian-vector products at random
       points of the ball (**errs low**, documented, not safe). Both are reported in ``info``.
     * ``y``: labels in {0, 1}; default random (seeded). ``rhs_scale`` < 1 shrinks the bound on
-      purpose (a check that can fail).
+      purpose: a planted error (a false statement) that the check must report.
 
     Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
@@ -347,8 +419,8 @@ def check_adversarial_risk_bound(nets=None, x=None, y=None, *, eps: float = 0.3,
         else:
             cert = torch.full((N,), math.nan, dtype=DTYPE)
         H = cert if (hessian == "certified" and isinstance(net, SoftplusNet)) else est
-        lhs.append(adv)
-        rhs.append(rhs_scale * (l0 + eps * dual + eps**2 / 2 * factor * H))
+        lhs.append(adv - l0)
+        rhs.append(rhs_scale * (eps * dual + eps**2 / 2 * factor * H))
         h_cert.append(cert)
         h_est.append(est)
         gterm.append(eps * dual)
@@ -358,10 +430,11 @@ def check_adversarial_risk_bound(nets=None, x=None, y=None, *, eps: float = 0.3,
     info = _meta_info(metas, counts)
     info.update(loss=torch.cat(base), gradient_term=torch.cat(gterm), hessian_certified=torch.cat(h_cert),
                 hessian_estimate=torch.cat(h_est))
-    notes = ["lhs: PGD with restarts (errs low)",
+    info["adversarial_loss"] = info["loss"] + torch.cat(lhs)
+    notes = ["lhs: loss increase sup ℓ(f(x+δ)) − ℓ(f(x)) by PGD with restarts (errs low)",
              "Hessian sup: " + ("certified interval bound (errs high)" if hessian == "certified"
                                 else "power iteration at sampled points (errs LOW)")]
-    return _result("Thm. A.1", "sup ℓ(f(x+δ),y) ≤ ℓ(f(x),y) + ε‖∇f‖_* + ε²/2 sup‖∇²f‖", torch.cat(lhs),
+    return _result("Thm. A.1", "sup ℓ(f(x+δ),y) − ℓ(f(x),y) ≤ ε‖∇f‖_* + ε²/2 sup‖∇²f‖", torch.cat(lhs),
                    torch.cat(rhs), dict(eps=eps, norm=norm, hessian=hessian, restarts=restarts, steps=steps,
                                         seed=seed, activation=activation, rhs_scale=rhs_scale), info, notes,
                    rtol=1e-9)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .._utils import function_differences, make_generator
-from ._core import DTYPE, _f, _raw_infidelity, _single_threaded, _sub
+from ._core import DTYPE, _f, _gaussian_draws, _raw_infidelity, _single_threaded, _sub
 from .bounds import _hessian_sup_estimate, hessian_norm_bound
 from .networks import Population, _population, SoftplusNet, _meta_info
 from .result import CheckResult, _result
@@ -63,7 +63,7 @@ def check_optimal_explanation(nets=None, x=None, *, sigma: float = 0.5, n_sample
     for k, (net, xx, meta) in enumerate(inst):
         N, dd = xx.shape
         sk = _sub(seed, k)
-        I = Gaussian(sigma).draw((dd,), n_samples, generator=sk, dtype=DTYPE)
+        I = _gaussian_draws(sigma, dd, n_samples, sk)
         pert = Fixed(I)
         phi = Optimal(net, pert, n_samples=n_samples, ridge=ridge, seed=sk)(xx).to(DTYPE)
         dF = function_differences(net, xx, None, I.unsqueeze(0).expand(N, -1, -1))  # (N, n)
@@ -75,7 +75,7 @@ def check_optimal_explanation(nets=None, x=None, *, sigma: float = 0.5, n_sample
         lhs.append(_raw_infidelity(net, phi, xx, pert))
         rhs.append(inf_alts.min(0).values)
         dist.append((phi - phi_ls).norm(dim=1) / phi_ls.norm(dim=1).clamp_min(1e-300))
-        J = Fixed(Gaussian(sigma).draw((dd,), n_samples, generator=sk + 1, dtype=DTYPE))
+        J = Fixed(_gaussian_draws(sigma, dd, n_samples, sk + 1))
         ho_opt.append(_raw_infidelity(net, phi, xx, J))
         ho_ls.append(_raw_infidelity(net, phi_ls, xx, J))
         counts.append(N)
@@ -144,6 +144,12 @@ def check_occlusion_optimality(nets=None, x=None, *, baseline: float = 0.0, expl
     ``n_alternatives`` random perturbations of occlusion — exact expectations: the draws are each
     feature once (stratified), so INFD is the exact mean over the ``d`` perturbations.
     ``explainer_baseline`` ≠ ``baseline`` (occlusion for another law) makes the check fail.
+
+    **A consistency check, not a test of the statement**: occlusion's infidelity under its own law
+    is zero by definition (each term ``(x_i − b_i)Φ_i − Δf_i`` vanishes), so the left side is 0
+    whatever the model. What can fail is the implementation: ``Occlusion`` and the generic
+    ``Optimal(SingleFeature)`` (``info["max_abs_diff"]``) must agree, and an occlusion for the wrong
+    law (the planted ``explainer_baseline``) is caught.
     ``info["max_abs_diff"]``: ``max |x⊙Φ_occ − A_opt|`` in the global form.
 
     Population (:class:`Population`): ``nets`` may be one; otherwise
@@ -232,19 +238,27 @@ def _coalition_values(model, x, Z, baseline):
 
 @_single_threaded
 def check_shap_optimality(nets=None, x=None, *, baseline: float = 0.0, efficiency: bool = True,
-                          n_alternatives: int = 16, alt_scale: float = 0.1, n_samples: int = 4000, seed=0,
-                          **population) -> CheckResult:
+                          n_alternatives: int = 16, alt_scale: float = 0.1, n_samples: int = 4000, exact=False,
+                          seed=0, **population) -> CheckResult:
     """Prop. 2.4: for ``I = (x − b) ⊙ z``, z drawn with the Shapley kernel, the global optimal
     explanation is the Shapley value — as the minimiser of the *exact* kernel-weighted INFD over
     the ``2^d − 2`` proper coalitions **subject to efficiency** ``Σ A = f(x) − f(b)`` (the empty
     and full coalitions carry infinite kernel weight; Lundberg & Lee's Theorem 2).
 
-    lhs: exact INFD of the exact Shapley value (:func:`exact_shapley`); rhs: the smallest exact
-    INFD among ``n_alternatives`` random perturbations of it, projected onto the efficiency
-    constraint, and the (projected) ``Optimal(ShapleyKernel)`` and ``KernelSHAP`` estimates.
-    ``efficiency=False`` drops the projection (the unconstrained minimiser beats the Shapley
-    value: the check fails unless f is additive). ``info``: relative errors of ``Optimal`` and
-    ``KernelSHAP`` against the exact values.
+    Prop. 2.4 is right as stated once the infinite weights are read as constraints (as the proof's
+    reference does); a law that drops the full coalition and solves the unconstrained regression is
+    a misreading, not an error of the paper.
+
+    lhs: exact INFD of the exact Shapley value (:func:`exact_shapley`, computed by enumeration,
+    independently of the regression machinery); rhs: the smallest exact INFD among
+    ``n_alternatives`` random perturbations of it, projected onto the efficiency constraint, and
+    the estimates of ``xailib``'s own machinery, **not projected**: ``Optimal(ShapleyKernel)``
+    (``n_samples`` draws, ``exact=False``; ``exact="auto"`` sums the 2^d − 2 atoms exactly) and
+    ``KernelSHAP``. Both impose efficiency themselves; an estimator that did not (or solved another
+    regression) would beat the Shapley value off the constraint and the check would fail.
+    ``efficiency=False`` drops the projection and adds the unconstrained minimiser (the planted
+    error: it beats the Shapley value unless f is additive). ``info``: relative and max-abs errors
+    of ``Optimal`` and ``KernelSHAP`` against the exact values.
 
     Population (:class:`Population`): ``nets`` may be one; otherwise
     ``nets``/``x`` and the keywords ``**population`` describe it; defaults:
@@ -257,7 +271,7 @@ def check_shap_optimality(nets=None, x=None, *, baseline: float = 0.0, efficienc
     inst = pop.instances(seed)
     nets, activation = pop.nets, pop.activation
     g = make_generator(seed)
-    lhs, rhs, err_opt, err_ks, counts, metas = [], [], [], [], [], []
+    lhs, rhs, err_opt, abs_opt, err_ks, counts, metas = [], [], [], [], [], [], []
     for k, (net, xx, meta) in enumerate(inst):
         N, dd = xx.shape
         Z = _all_masks(dd)
@@ -285,9 +299,10 @@ def check_shap_optimality(nets=None, x=None, *, baseline: float = 0.0, efficienc
             return A - ((A.sum(-1) - full) / dd).unsqueeze(-1)
 
         alts = project(_alternatives(phi, n_alternatives, alt_scale, g))
-        A_opt = Optimal(net, ShapleyKernel(baseline=baseline), n_samples=n_samples, ridge=1e-10, seed=_sub(seed, k, 6))(xx).to(DTYPE)
+        A_opt = Optimal(net, ShapleyKernel(baseline=baseline), n_samples=n_samples, exact=exact,
+                        seed=_sub(seed, k, 6))(xx).to(DTYPE)
         A_ks = KernelSHAP(net, n_samples=n_samples, baseline=baseline, seed=_sub(seed, k, 6))(xx).to(DTYPE)
-        cands = torch.cat([alts, project(A_opt).unsqueeze(0), project(A_ks).unsqueeze(0)])
+        cands = torch.cat([alts, A_opt.unsqueeze(0), A_ks.unsqueeze(0)])
         if not efficiency:  # the unconstrained least-squares minimiser
             sw = w.sqrt()
             A_ls = torch.linalg.lstsq((Zp * sw.unsqueeze(1)).unsqueeze(0).expand(N, -1, -1),
@@ -297,15 +312,17 @@ def check_shap_optimality(nets=None, x=None, *, baseline: float = 0.0, efficienc
         rhs.append(infd(cands).min(0).values)
         nrm = phi.norm(dim=1).clamp_min(1e-300)
         err_opt.append((A_opt - phi).norm(dim=1) / nrm)
+        abs_opt.append((A_opt - phi).abs().max(1).values)
         err_ks.append((A_ks - phi).norm(dim=1) / nrm)
         counts.append(N)
         metas.append(meta)
     info = _meta_info(metas, counts)
-    info.update(rel_err_optimal=torch.cat(err_opt), rel_err_kernelshap=torch.cat(err_ks))
+    info.update(rel_err_optimal=torch.cat(err_opt), max_abs_err_optimal=torch.cat(abs_opt),
+                rel_err_kernelshap=torch.cat(err_ks))
     rhs_t = torch.cat(rhs)
     return _result("Prop. 2.4", "INFD_π(Shapley) ≤ INFD_π(A), Σ A = f(x) − f(b)", torch.cat(lhs), rhs_t,
                    dict(baseline=baseline, efficiency=efficiency, n_alternatives=n_alternatives, alt_scale=alt_scale,
-                        n_samples=n_samples, seed=seed), info, ["exact expectations over all coalitions"],
+                        n_samples=n_samples, exact=exact, seed=seed), info, ["exact expectations over all coalitions"],
                    rtol=1e-9, atol=1e-14 * (1 + rhs_t.abs().max()))
 
 
