@@ -324,6 +324,110 @@ def test_sensitivity_linear_map_closed_form():
         torch.testing.assert_close(rel, raw / (c * x.flatten(1).norm(dim=1)))
 
 
+def _ball_draws(seed, n, r, stream="sensitivity"):
+    return (2 * torch.rand((n, *F), generator=make_generator(seed, stream=stream), dtype=D64) - 1) * r
+
+
+def test_sensitivity_global_form_linear_closed_form():
+    # f = wᵀx, Grad Φ = w everywhere: local SENS = 0; global (x − b) ⊙ w vs (y − b) ⊙ w differ by w ⊙ u
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(d, generator=g, dtype=D64)
+    model = Linear(w)
+    x = torch.rand(4, *F, generator=g, dtype=D64)
+    u = _ball_draws(3, 40, 0.1).flatten(1)
+    wu = (u * w).norm(dim=1)
+    loc = M.sensitivity_max(Gradient(model), x, radius=0.1, n_samples=40, normalize=False, generator=3)
+    assert loc.abs().max() == 0
+    raw = M.sensitivity_max(Gradient(model), x, radius=0.1, n_samples=40, normalize=False, generator=3, form="global")
+    torch.testing.assert_close(raw, wu.max().expand(4))
+    assert (raw <= 0.1 * w.norm()).all() and (raw >= 0.5 * 0.1 * w.norm()).all()
+    rel = M.sensitivity_max(Gradient(model), x, radius=0.1, n_samples=40, generator=3, form="global")
+    torch.testing.assert_close(rel, raw / (x.flatten(1) * w).norm(dim=1))
+    # a baseline b: compares (x − b) ⊙ w; the difference is still w ⊙ u, the relative scale changes
+    relb = M.sensitivity_max(Gradient(model), x, radius=0.1, n_samples=40, generator=3, form="global", baseline=0.5)
+    torch.testing.assert_close(relb, raw / ((x.flatten(1) - 0.5) * w).norm(dim=1))
+    # both maps unit-normalised: ‖w⊙y/‖w⊙y‖ − w⊙x/‖w⊙x‖‖, max over the same draws, ≤ 2
+    unit = M.sensitivity_max(Gradient(model), x, radius=0.1, n_samples=40, generator=3, form="global",
+                             normalize="unit")
+    ax = x.flatten(1) * w
+    ay = (x.flatten(1)[:, None, :] + u[None]) * w
+    ref = (ay / ay.norm(dim=2, keepdim=True) - (ax / ax.norm(dim=1, keepdim=True))[:, None]).norm(dim=2).max(1).values
+    torch.testing.assert_close(unit, ref)
+    assert (unit <= 2).all()
+    # unit and relative are scale-free (f → 10 f leaves them unchanged), raw is not
+    big = Gradient(Linear(10 * w))
+    torch.testing.assert_close(M.sensitivity_max(big, x, n_samples=40, generator=3, form="global",
+                                                 normalize="unit"), unit)
+    torch.testing.assert_close(M.sensitivity_max(big, x, n_samples=40, generator=3, form="global"), rel)
+    torch.testing.assert_close(M.sensitivity_max(big, x, n_samples=40, generator=3, form="global",
+                                                 normalize="raw"), 10 * raw)
+    # a global explainer's output is compared as returned under both forms
+    A = torch.rand(F, dtype=D64)
+    for form in ("local", "global"):
+        assert M.sensitivity_max(Const(A, kind="global"), x, form=form).abs().max() == 0
+    with pytest.raises(ValueError, match="form"):
+        M.sensitivity_max(Gradient(model), x, form="both")
+    with pytest.raises(ValueError, match="normalize"):
+        M.sensitivity_max(Gradient(model), x, normalize="l1")
+
+
+def test_evaluate_sens_form_matches_standalone_and_shares_neighbours():
+    model = Quadratic(torch.eye(d, dtype=D64) * 2)
+    x = torch.rand(3, *F, dtype=D64)
+    kw = dict(perturbations={"G": Gaussian(0.1)}, n_infd=20, n_sens=10, generator=4, sens_reps=2)
+    ev = M.evaluate(model, {"Grad": Gradient(model)}, x, sens_form="global", normalize="unit", **kw)
+    both = M.evaluate(model, {"Grad": Gradient(model)}, x, **kw,
+                      sens_form={"SENS_max": ("local", True), "SENS_max[global]": ("global", "unit")})
+    loc = M.evaluate(model, {"Grad": Gradient(model)}, x, **kw)
+    ref = M.sensitivity_max(Gradient(model), x, n_samples=10, generator=4, form="global", normalize="unit")
+    ref1 = M.sensitivity_max(Gradient(model), x, n_samples=10, generator=make_generator(4, stream="sensitivity/1"),
+                             form="global", normalize="unit")
+    torch.testing.assert_close(torch.tensor(ev.wide("SENS_max")["Grad"].to_numpy()), (ref + ref1) / 2)
+    torch.testing.assert_close(torch.tensor(both.wide("SENS_max[global]")["Grad"].to_numpy()), (ref + ref1) / 2)
+    torch.testing.assert_close(torch.tensor(both.wide("SENS_max")["Grad"].to_numpy()),
+                               torch.tensor(loc.wide("SENS_max")["Grad"].to_numpy()))
+    for c in ("SENS_max[global]", "SENS_max[global] se", "SENS_max[global] mc se", "SENS_max[global] total se"):
+        assert c in both.summary.columns
+    assert ev.settings["sens_form"] == {"SENS_max": ["global", "unit"]}
+    with pytest.raises(ValueError, match="sens_form"):
+        M.evaluate(model, {"Grad": Gradient(model)}, x, sens_form="globale", **kw)
+    with pytest.raises(ValueError, match="sens_form"):
+        M.evaluate(model, {"Grad": Gradient(model)}, x, sens_form={"S": ("global",)}, **kw)
+
+
+def test_sensitivity_conventions_closed_form_and_consistency():
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(d, generator=g, dtype=D64)
+    model = Linear(w)
+    x = torch.rand(5, *F, generator=g, dtype=D64)
+    tab = M.sensitivity_conventions(Gradient(model), x, radii=(0.1, 0.2), n_samples=30, reps=3, generator=2)
+    assert list(tab.index.names) == ["form", "normalization", "radius"] and len(tab) == 2 * 3 * 2
+    # local Grad of a linear model: 0 under every normalisation and radius
+    assert (tab.loc["local", "SENS_max"] == 0).all()
+    # global raw: mean over replications of max_j ‖w ⊙ u_j‖, the same for every instance (se 0)
+    for r in (0.1, 0.2):
+        per_rep = [(_ball_draws(2, 30, r, "sensitivity" if k == 0 else f"sensitivity/{k}").flatten(1) * w)
+                   .norm(dim=1).max() for k in range(3)]
+        row = tab.loc[("global", "raw", r)]
+        assert row["SENS_max"] == pytest.approx(float(torch.stack(per_rep).mean()), rel=1e-12)
+        assert row["se"] == pytest.approx(0, abs=1e-12)
+        assert row["mc se"] == pytest.approx(float(torch.stack(per_rep).std() / math.sqrt(3)), rel=1e-9)
+        # replication 0 is the stand-alone sensitivity_max at that radius
+        one = M.sensitivity_conventions(Gradient(model), x, radii=(r,), forms=("global",), normalizations=("unit",),
+                                        n_samples=30, reps=1, generator=2)
+        ref = M.sensitivity_max(Gradient(model), x, radius=r, n_samples=30, generator=2, form="global",
+                                normalize="unit")
+        assert one.loc[("global", "unit", r), "SENS_max"] == pytest.approx(float(ref.mean()), rel=1e-12)
+    # raw scales linearly with the radius (shared directions); unit never exceeds 2
+    raw = tab.xs(("global", "raw"), level=("form", "normalization"))["SENS_max"]
+    assert raw[0.2] == pytest.approx(2 * raw[0.1], rel=1e-12)
+    assert (tab.xs("unit", level="normalization")["SENS_max"] <= 2).all()
+    with pytest.raises(ValueError, match="radii"):
+        M.sensitivity_conventions(Gradient(model), x, radii=(0.1, -1.0))
+    with pytest.raises(ValueError, match="forms"):
+        M.sensitivity_conventions(Gradient(model), x, forms=("flat",))
+
+
 def test_sensitivity_quadratic_gradient_bound_and_batch_invariance():
     g = torch.Generator().manual_seed(3)
     B = torch.randn(d, d, generator=g, dtype=D64)

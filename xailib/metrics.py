@@ -31,6 +31,7 @@ __all__ = [
     "sensitivity_max",
     "sensitivity_noise_floor",
     "sensitivity_growth",
+    "sensitivity_conventions",
     "robust_infidelity",
     "evaluate",
     "Evaluation",
@@ -308,12 +309,57 @@ def _uniform_ball(feature_shape, n, radius, generator, device, dtype) -> Tensor:
     return (2 * u - 1) * radius
 
 
-def _sensitivities(explainer, x, t, phi_x, noise, batch_size, desc=None) -> Tensor:
-    """``‖Φ(x_i + u_j) − Φ(x_i)‖₂`` for all (i, j), shape (N, n), explainer called in chunks."""
+def _normalizer(phi_x: Tensor) -> Tensor:
+    nrm = phi_x.reshape(phi_x.shape[0], -1).norm(dim=1)
+    return torch.where(nrm > 0, nrm, torch.ones_like(nrm))
+
+
+#: the sensitivity conventions: how explanations are compared (forms) and normalised
+SENS_FORMS = ("local", "global")
+SENS_NORMALIZATIONS = ("raw", "relative", "unit")
+
+
+def _check_form(form, name="form") -> str:
+    if form not in SENS_FORMS:
+        raise ValueError(f"`{name}` must be 'local' or 'global', got {form!r}")
+    return form
+
+
+def _check_normalize(normalize, name="normalize") -> str:
+    """``True`` → ``"relative"``, ``False``/``None`` → ``"raw"``, or one of :data:`SENS_NORMALIZATIONS`."""
+    if normalize is True:
+        return "relative"
+    if normalize is False or normalize is None:
+        return "raw"
+    if isinstance(normalize, str) and normalize in SENS_NORMALIZATIONS:
+        return normalize
+    raise ValueError(f"`{name}` must be True, False, 'raw', 'relative' or 'unit', got {normalize!r}")
+
+
+def _as_form(explainer, z: Tensor, phi: Tensor, form: str, baseline) -> Tensor:
+    """The compared map: ``Φ`` (``form="local"``, or an explainer whose output is already global)
+    or ``(z − baseline) ⊙ Φ`` (``form="global"``, local explainers)."""
+    if form == "global" and getattr(explainer, "kind", "local") != "global":
+        from .explainers import to_global
+
+        return to_global(phi, z, baseline)
+    return phi
+
+
+def _sensitivity_distances(explainer, x, t, phi_x, noise, batch_size, conventions, baseline=0.0,
+                           desc=None) -> list:
+    """One ``(N, n)`` tensor of distances per ``(form, normalization)`` in ``conventions``.
+
+    ``Φ(x_i + u_j)`` is computed once for all conventions (same neighbours, same explanations):
+    raw ``‖T(y) − T(x)‖``, relative ``‖T(y) − T(x)‖ / ‖T(x)‖`` and unit
+    ``‖T(y)/‖T(y)‖ − T(x)/‖T(x)‖‖`` (a zero map stays zero), ``T`` the form (see :func:`_as_form`).
+    """
     N, n = x.shape[0], noise.shape[0]
     total = N * n
-    out = torch.empty(total, device=x.device, dtype=x.dtype)
-    pf = phi_x.reshape(N, -1)
+    outs = [torch.empty(total, device=x.device, dtype=x.dtype) for _ in conventions]
+    forms = sorted({f for f, _ in conventions})
+    tx = {f: _as_form(explainer, x, phi_x, f, baseline).reshape(N, -1) for f in forms}
+    nx = {f: _normalizer(tx[f]) for f in forms}
     bar = U.progress(total=total, desc=desc) if desc else None
     for sl in U.chunks(total, batch_size):
         idx = torch.arange(sl.start, sl.stop, device=x.device)
@@ -321,17 +367,29 @@ def _sensitivities(explainer, x, t, phi_x, noise, batch_size, desc=None) -> Tens
         y = x.index_select(0, inst) + noise.index_select(0, j)
         ty = None if t is None else t.index_select(0, inst)
         py = _explain(explainer, y, ty, "explainer")
-        out[sl] = (py.reshape(len(idx), -1) - pf.index_select(0, inst)).norm(dim=1)
+        for f in forms:
+            a = _as_form(explainer, y, py, f, baseline).reshape(len(idx), -1)
+            b, nb = tx[f].index_select(0, inst), nx[f].index_select(0, inst)
+            for k, (fk, norm) in enumerate(conventions):
+                if fk != f:
+                    continue
+                if norm == "unit":
+                    d = (a / _normalizer(a).view(-1, 1) - b / nb.view(-1, 1)).norm(dim=1)
+                else:
+                    d = (a - b).norm(dim=1)
+                    if norm == "relative":
+                        d = d / nb
+                outs[k][sl] = d
         if bar is not None:
             bar.update(len(idx))
     if bar is not None:
         bar.close()
-    return out.view(N, n)
+    return [o.view(N, n) for o in outs]
 
 
-def _normalizer(phi_x: Tensor) -> Tensor:
-    nrm = phi_x.reshape(phi_x.shape[0], -1).norm(dim=1)
-    return torch.where(nrm > 0, nrm, torch.ones_like(nrm))
+def _sensitivities(explainer, x, t, phi_x, noise, batch_size, desc=None) -> Tensor:
+    """``‖Φ(x_i + u_j) − Φ(x_i)‖₂`` for all (i, j), shape (N, n), explainer called in chunks."""
+    return _sensitivity_distances(explainer, x, t, phi_x, noise, batch_size, [("local", "raw")], desc=desc)[0]
 
 
 @U.in_eval_mode("explainer")
@@ -341,9 +399,11 @@ def sensitivity_max(
     target: TargetLike = None,
     radius: float = 0.1,
     n_samples: int = 50,
-    normalize: bool = True,
+    normalize=True,
     generator: SeedLike = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    form: str = "local",
+    baseline=0.0,
 ) -> Tensor:
     """Max-sensitivity (the book's *The paper in brief*, § Metrics, Def. 3.1), Monte-Carlo estimate, shape ``(N,)``.
 
@@ -357,6 +417,17 @@ def sensitivity_max(
       of the paper's "explanations normalised to unit norm"). It is the raw value for ``Φ/‖Φ(x)‖``,
       i.e. ``Φ`` rescaled by the norm **at x** (not ``Φ(y)/‖Φ(y)‖`` at every y, which would also
       discard changes of magnitude). Where ``‖Φ(x)‖ = 0`` the raw value is returned (as Captum).
+    * ``normalize="unit"``: both maps normalised to unit norm,
+      ``max_j ‖Φ(y_j)/‖Φ(y_j)‖ − Φ(x)/‖Φ(x)‖‖₂`` (appendix B.1's "explanations normalised to unit
+      norm" read literally; at most 2, blind to changes of magnitude). ``"raw"``/``"relative"``
+      are synonyms of ``False``/``True``.
+
+    ``form="local"`` (default) compares the explainer's outputs as returned (``Φ`` for a local
+    explainer; a global explainer's ``A`` is already global). ``form="global"`` compares the
+    global explanations ``(x − b) ⊙ Φ(x)`` and ``(y − b) ⊙ Φ(y)`` (``b = baseline``), the form of
+    Table 4 ("for global explanation"); global explainers are compared as returned. For the
+    gradient of ``f = wᵀx`` the local SENS is 0 and the raw global one ``max_j ‖w ⊙ u_j‖₂ ≤
+    radius·‖w‖₂`` (reached at the corners of the ball); relative: divided by ``‖w ⊙ (x − b)‖₂``.
 
     The neighbours of all instances are stacked into ``(N · n)`` inputs and explained in batched
     calls of at most ``batch_size`` neighbours. A stochastic explainer is called with its own
@@ -370,13 +441,14 @@ def sensitivity_max(
     radius = U.check_positive(radius, "radius")
     n_samples = U.check_positive(n_samples, "n_samples", integer=True)
     batch_size = _check_batch_size(batch_size)
+    norm = _check_normalize(normalize)
+    form = _check_form(form)
     if hasattr(explainer, "model") and callable(explainer.model):
         _check_target_with_model(explainer.model, x, t)
     phi_x = _explain(explainer, x, t)
     noise = _uniform_ball(tuple(x.shape[1:]), n_samples, radius, generator, x.device, x.dtype)
-    D = _sensitivities(explainer, x, t, phi_x, noise, batch_size, desc="sensitivity")
-    if normalize:
-        D = D / _normalizer(phi_x).view(-1, 1)
+    D = _sensitivity_distances(explainer, x, t, phi_x, noise, batch_size, [(form, norm)], baseline,
+                               desc="sensitivity")[0]
     return D.max(1).values
 
 
@@ -481,6 +553,80 @@ def sensitivity_growth(
     df = pd.DataFrame({"SENS_max": mean.numpy(), "se": se.numpy(), "mc se": mc.numpy(),
                        "rel. to max n": (mean / mean[-1]).numpy()}, index=pd.Index(ns, name="n"))
     return df
+
+
+@U.in_eval_mode("explainer")
+def sensitivity_conventions(
+    explainer,
+    x: Tensor,
+    target: TargetLike = None,
+    radii=(0.1, 0.2),
+    forms=SENS_FORMS,
+    normalizations=SENS_NORMALIZATIONS,
+    n_samples: int = 50,
+    reps: int = 3,
+    baseline=0.0,
+    generator: SeedLike = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+):
+    """Max-sensitivity of one explainer under every convention: form × normalisation × radius.
+
+    For each radius ``r`` and replication ``k < reps``, ``n_samples`` neighbours ``y_j = x + u_j``
+    (``u_j`` uniform in ``‖u‖∞ ≤ r``) are explained once and compared under every ``form``
+    (``"local"``: ``Φ``; ``"global"``: ``(x − baseline) ⊙ Φ``) and normalisation (``"raw"``:
+    ``‖T(y) − T(x)‖``; ``"relative"``: divided by ``‖T(x)‖``; ``"unit"``: ``‖T(y)/‖T(y)‖ −
+    T(x)/‖T(x)‖‖ ≤ 2``), as in :func:`sensitivity_max`; replication ``k`` draws from the stream
+    ``"sensitivity"`` (``k = 0``, the stand-alone :func:`sensitivity_max` with the same seed and
+    radius) or ``"sensitivity/k"``, so the radii share their directions (common random numbers).
+    The per-instance value is the mean over replications of ``max_{j ≤ n_samples}`` (as
+    :func:`evaluate`).
+
+    Returns a DataFrame indexed by ``(form, normalization, radius)`` with columns ``"SENS_max"``
+    (mean over instances), ``"se"`` (over instances), ``"mc se"`` (over replications,
+    ``sd_k(T_k)/√reps``; NaN for ``reps=1``) and ``"total se"`` = ``√(se² + mc se²)``. Cost:
+    ``len(radii) · reps · n_samples`` explanations per instance. Chapter: ``notebooks/mnist_robust``
+    (the sensitivity gap); the book's *The paper in brief*, § Metrics.
+    """
+    import pandas as pd
+
+    explainer = _check_explainer(explainer)
+    x = U.check_input(x, "x")
+    t = U.check_target(target, x.shape[0], x.device)
+    n_samples = U.check_positive(n_samples, "n_samples", integer=True)
+    reps = U.check_positive(reps, "reps", integer=True)
+    batch_size = _check_batch_size(batch_size)
+    try:
+        radii = [float(U.check_positive(r, "radii")) for r in radii]
+        forms = [_check_form(f, "forms") for f in forms]
+        norms = [_check_normalize(v, "normalizations") for v in normalizations]
+    except TypeError:
+        raise TypeError("`radii`, `forms` and `normalizations` must be iterables") from None
+    if not (radii and forms and norms):
+        raise ValueError("`radii`, `forms` and `normalizations` must not be empty")
+    if hasattr(explainer, "model") and callable(explainer.model):
+        _check_target_with_model(explainer.model, x, t)
+    N, F = x.shape[0], tuple(x.shape[1:])
+    phi_x = _explain(explainer, x, t)
+    convs = [(f, v) for f in forms for v in norms]
+    rows = []
+    for r in radii:
+        per_rep = []  # reps × (len(convs), N)
+        for k in range(reps):
+            g = generator if isinstance(generator, torch.Generator) else \
+                _gen(generator, x.device, "sensitivity" if k == 0 else f"sensitivity/{k}")
+            noise = _uniform_ball(F, n_samples, r, g, x.device, x.dtype)
+            Ds = _sensitivity_distances(explainer, x, t, phi_x, noise, batch_size, convs, baseline,
+                                        desc=f"sensitivity r={r:g} {k + 1}/{reps}")
+            per_rep.append(torch.stack([D.max(1).values for D in Ds]).double().cpu())
+        V = torch.stack(per_rep)  # (R, C, N)
+        for c, (f, v) in enumerate(convs):
+            per_inst = V[:, c, :].mean(0)
+            mean = float(per_inst.mean())
+            se = float(per_inst.std() / math.sqrt(N)) if N > 1 else float("nan")
+            mc = float(V[:, c, :].mean(1).std() / math.sqrt(reps)) if reps > 1 else float("nan")
+            rows.append({"form": f, "normalization": v, "radius": r, "SENS_max": mean, "se": se, "mc se": mc,
+                         "total se": math.sqrt(se**2 + mc**2)})
+    return pd.DataFrame(rows).set_index(["form", "normalization", "radius"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -745,6 +891,8 @@ def evaluate(
     normalize: bool = True,
     exact="auto",
     sens_reps: int = 3,
+    sens_form="local",
+    sens_baseline=0.0,
 ):
     """The paper's Table 1 for any set of explainers: SENS_max and INFD per law, paired.
 
@@ -760,9 +908,16 @@ def evaluate(
     int/None ``generator`` each component uses a fresh generator with that seed, so every entry
     equals the stand-alone :func:`infidelity` / :func:`sensitivity_max` call with the same seed.
     Global explainers under a continuous law get NaN (explained in ``.notes``).
-    ``normalize`` is passed to the sensitivity (relative SENS by default, see
-    :func:`sensitivity_max`); stochastic explainers use common random numbers there (compare with
-    :func:`sensitivity_noise_floor`).
+    ``normalize`` is passed to the sensitivity (relative SENS by default; ``"unit"``: both maps
+    unit-normalised, see :func:`sensitivity_max`); stochastic explainers use common random numbers
+    there (compare with :func:`sensitivity_noise_floor`).
+
+    ``sens_form``: ``"local"`` (default) or ``"global"`` (compare ``(x − b) ⊙ Φ``, ``b =
+    sens_baseline``, as :func:`sensitivity_max`'s ``form``; Table 4's SENS is the global one),
+    giving the column ``"SENS_max"``; or a dict ``{column: (form, normalize)}`` for several
+    conventions computed on the **same** neighbours and explanations (one column, with its
+    ``se``/``mc se``/``total se``, per entry; e.g. ``{"SENS_max": ("local", True),
+    "SENS_max[global]": ("global", "unit")}``), at the cost of one.
 
     ``exact``: laws with a small finite support (SquareRemoval on MNIST, SingleFeature,
     ShapleyKernel on few groups) are summed exactly over their atoms (see :func:`infidelity`).
@@ -823,6 +978,18 @@ def evaluate(
     radius = U.check_positive(radius, "radius")
     scaling = _check_scaling(scaling)
     batch_size = _check_batch_size(batch_size)
+    if isinstance(sens_form, str):
+        sens_cols = {"SENS_max": (_check_form(sens_form, "sens_form"), _check_normalize(normalize))}
+    elif isinstance(sens_form, dict) and sens_form:
+        sens_cols = {}
+        for col, conv in sens_form.items():
+            if not (isinstance(col, str) and isinstance(conv, (tuple, list)) and len(conv) == 2):
+                raise ValueError(f"`sens_form` must map column names to (form, normalize) pairs, got {col!r}: {conv!r}")
+            sens_cols[col] = (_check_form(conv[0], f"sens_form[{col!r}][0]"),
+                              _check_normalize(conv[1], f"sens_form[{col!r}][1]"))
+    else:
+        raise ValueError(f"`sens_form` must be 'local', 'global' or a non-empty dict {{column: (form, normalize)}}, "
+                         f"got {sens_form!r}")
     fx = U.forward_batched(model, x, t, batch_size).to(x.dtype)  # validates target
 
     def sub_gen(stream):
@@ -853,18 +1020,19 @@ def evaluate(
     if n_sens > 0:
         noises = [_uniform_ball(F, n_sens, radius, sub_gen("sensitivity" if r == 0 else f"sensitivity/{r}"),
                                 x.device, x.dtype) for r in range(sens_reps)]
+        convs = list(sens_cols.values())
         for name in U.progress(names, desc="sensitivity"):
-            reps = []
+            reps = []  # per replication: one (N,) max per convention
             for noise in noises:
-                D = _sensitivities(explainers[name], x, t, phis[name], noise, batch_size)
-                if normalize:
-                    D = D / _normalizer(phis[name]).view(-1, 1)
-                reps.append(D.max(1).values)
-            R = torch.stack(reps, 1).double()  # (N, R)
-            m, s_ = put("SENS_max", name, R.mean(1))
-            rows[name]["SENS_max"], rows[name]["SENS_max se"] = m, s_
-            mc = R.mean(0).std() / math.sqrt(sens_reps) if sens_reps > 1 else float("nan")
-            put_mc("SENS_max", name, mc)
+                Ds = _sensitivity_distances(explainers[name], x, t, phis[name], noise, batch_size, convs,
+                                            sens_baseline)
+                reps.append([D.max(1).values for D in Ds])
+            for k, col in enumerate(sens_cols):
+                R = torch.stack([r[k] for r in reps], 1).double()  # (N, R)
+                m, s_ = put(col, name, R.mean(1))
+                rows[name][col], rows[name][col + " se"] = m, s_
+                mc = R.mean(0).std() / math.sqrt(sens_reps) if sens_reps > 1 else float("nan")
+                put_mc(col, name, mc)
     for lname, law in perturbations.items():
         col = f"INFD[{lname}]"
         draws, probs = _draws_or_support(law, F, n_infd, exact, sub_gen("infidelity"), x.device, x.dtype)
@@ -897,7 +1065,7 @@ def evaluate(
                 mc = float("nan")
             put_mc(col, name, mc)
     cols = []
-    for c in (["SENS_max"] if n_sens > 0 else []) + [f"INFD[{k}]" for k in perturbations]:
+    for c in (list(sens_cols) if n_sens > 0 else []) + [f"INFD[{k}]" for k in perturbations]:
         cols += [c, c + " se"]
     cols += [c + suf for c in cols[::2] for suf in (" mc se", " total se")]
     summary = pd.DataFrame([[rows[nm][c] for c in cols] for nm in names], index=names, columns=cols, dtype=float)
@@ -912,6 +1080,8 @@ def evaluate(
         "radius": radius,
         "scaling": scaling,
         "normalize": normalize,
+        "sens_form": {c: list(v) for c, v in sens_cols.items()},
+        "sens_baseline": sens_baseline,
         "perturbations": {k: repr(v) for k, v in perturbations.items()},
         "dtype": str(x.dtype),
     }

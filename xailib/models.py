@@ -53,6 +53,7 @@ __all__ = [
     "config_key",
     "build_model",
     "get_model",
+    "model_card",
     "weights_dir",
     "checkpoint_dir",
 ]
@@ -276,6 +277,21 @@ def build_model(config: Dict[str, Any]) -> nn.Module:
 def weights_dir() -> Path:
     """``xailib/weights/``: the committed checkpoints and their JSON sidecars."""
     return WEIGHTS_DIR
+
+
+def model_card(name: str) -> Dict[str, Any]:
+    """The JSON sidecar of the committed weights ``xailib/weights/<name>.json``, as a dict.
+
+    It records the training config, the data, the clean and PGD-40 accuracies on the 1,000
+    held-out digits and, when measured, the ``"selection"`` block (how the training settings were
+    chosen on a validation split) and the ``"attacks"`` block (accuracy under stronger attacks,
+    :func:`xailib.attacks.attack_battery`). Unknown name → ``ValueError`` listing the known ones.
+    Chapter: ``notebooks/mnist_robust``.
+    """
+    known = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
+    if not isinstance(name, str) or name not in known:
+        raise ValueError(f"`name` must be one of the committed models {known}, got {name!r}")
+    return _read_sidecar(WEIGHTS_DIR / f"{name}.json")
 
 
 def checkpoint_dir() -> Path:
