@@ -12,7 +12,7 @@ def batch():
 
 @pytest.fixture(scope="module")
 def nets():
-    return {n: models.get_model(n, verbose=False) for n in models.MODEL_NAMES}
+    return {n: models.get_model(n, verbose=False) for n in models.MNIST_MODEL_NAMES}
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.3), ("linf", 0.05), ("l2", 1.5)])

@@ -193,6 +193,24 @@ def test_ridge_cv_closed_form_loo():
         torch.testing.assert_close(coef[i], w, rtol=1e-9, atol=1e-12)
 
 
+def test_ridge_cv_dual_equals_primal_when_n_below_d():
+    """n < d: the n × n kernel form gives the primal fit, criterion and ridge choice (a planted
+    slip, e.g. a missing √s in U, moves the criterion by orders of magnitude)."""
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(12, 40, generator=g, dtype=D64)
+    Y = X @ torch.randn(40, 3, generator=g, dtype=D64) + 0.3 * torch.randn(12, 3, generator=g, dtype=D64)
+    grid = torch.logspace(-4, 2, 7, dtype=D64)
+    primal = ridge_cv(X, Y.T, grid, dual=False)
+    dual = ridge_cv(X, Y.T, grid)  # n < d: dual by default
+    torch.testing.assert_close(dual[2], primal[2], rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(dual[1], primal[1])
+    torch.testing.assert_close(dual[0], primal[0], rtol=1e-7, atol=1e-10)
+    # and both are the ridge solution at the chosen ρ
+    lam = float(primal[1][0]) * float((X ** 2).sum()) / 40
+    w = torch.linalg.solve(X.T @ X + lam * torch.eye(40, dtype=D64), X.T @ Y[:, 0])
+    torch.testing.assert_close(dual[0][0], w, rtol=1e-6, atol=1e-9)
+
+
 def test_cv_fit_exact_on_linear_model():
     w = torch.randn(16, dtype=D64, generator=torch.Generator().manual_seed(4))
 
@@ -314,3 +332,58 @@ def test_cuda_exact_and_cv_paths_preserve_device_and_dtype():
             torch.testing.assert_close(a.cpu(), cpu, rtol=1e-8, atol=1e-10)
     ev = M.evaluate(model, {"G": Gradient(model)}, x, perturbations={"Sq": SquareRemoval((1, 3))}, n_sens=3)
     assert ev.summary.notna().all().all()
+
+
+# ---------------------------------------------------------------- NoisyBaseline: draws' moments kept across calls
+class _Counting(torch.nn.Module):
+    """Counts the rows the wrapped model evaluates."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.rows = net, 0
+
+    def forward(self, x):
+        self.rows += x.shape[0]
+        return self.net(x)
+
+
+@pytest.mark.parametrize("ridge", [1e-6, "cv"])
+def test_noisy_baseline_moments_are_reused_and_exact(ridge):
+    """At a second point (a sensitivity neighbour) NB reuses its draws' moments: one forward pass per
+    instance instead of n + N, and the same result as a fresh fit; changing the model's weights in
+    place, or passing a torch.Generator, recomputes (a stale cache would be a silent wrong answer)."""
+    from xailib.explainers import Optimal
+    from xailib.models import MLP
+    from xailib.perturbations import NoisyBaseline
+
+    torch.manual_seed(0)
+    net = _Counting(MLP(12, (16,), 3, activation="softplus").double().eval())
+    x = torch.rand(2, 12, dtype=D64)
+    y = (x + 0.05 * torch.rand(2, 12, dtype=D64)).clamp(0, 1)
+    t = torch.tensor([0, 2])
+    n = 300
+    nb = Optimal(net, NoisyBaseline(), n_samples=n, ridge=ridge)
+    nb(x, t)
+    net.rows = 0
+    got = nb(y, t)
+    assert net.rows == 2  # f(y) only: the draws' outputs were kept
+    fresh = Optimal(net, NoisyBaseline(), n_samples=n, ridge=ridge, cache=False)
+    torch.testing.assert_close(got, fresh(y, t), rtol=1e-10, atol=1e-12)
+    # the shared-point algebra equals the general per-instance accumulation on the same draws
+    general = Optimal(net, NoisyBaseline(), n_samples=n, ridge=ridge, cache=False)
+    general._mode = "general"
+    torch.testing.assert_close(got, general(y, t), rtol=1e-8, atol=1e-10)
+    # weights changed in place: recomputed, and equal to a fresh fit of the new model
+    with torch.no_grad():
+        next(net.parameters()).add_(0.3)
+    net.rows = 0
+    changed = nb(y, t)
+    assert net.rows == n + 2
+    torch.testing.assert_close(changed, Optimal(net, NoisyBaseline(), n_samples=n, ridge=ridge, cache=False)(y, t),
+                               rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(changed, got)
+    # explicit generators: draws not reproducible from a key, never cached
+    for _ in range(2):
+        net.rows = 0
+        nb(y, t, generator=torch.Generator().manual_seed(5))
+        assert net.rows == n + 2

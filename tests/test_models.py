@@ -136,7 +136,7 @@ def test_get_model_trains_caches_and_reuses(tmp_path, monkeypatch, capsys):
     assert not m3.training
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.MNIST_MODEL_NAMES)
 def test_committed_sidecars_match_config(name):
     side = json.loads((models.weights_dir() / f"{name}.json").read_text())
     cfg = models.model_config(name)
@@ -147,7 +147,7 @@ def test_committed_sidecars_match_config(name):
     assert all(v.dtype == torch.float32 for v in state.values())
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.MNIST_MODEL_NAMES)
 def test_committed_weights_reach_sidecar_accuracy(name, mnist_test):
     m = models.get_model(name, verbose=False)
     assert m.xailib_info["source"] == "committed"

@@ -327,3 +327,58 @@ def test_claims_total_se_and_holm_verdicts():
     assert own["p (Holm)"] == pytest.approx(own["p"]) and own["verdict"] == "fails"
     with pytest.raises(ValueError, match="correction"):
         claims.check_claims(_FakeEvaluation(vals, {"Grad": 0, "NB": 0}), correction="bonferroni")
+
+
+def test_dataset_settings_profiles_and_laws(monkeypatch):
+    """CIFAR-10 and ImageNet settings follow appendix B.1; the smoke profile shrinks every count."""
+    c = experiments.settings("cifar10", "paper")
+    i = experiments.settings("imagenet", "paper")
+    assert c["square_sizes"] == (1, 15) and i["square_sizes"] == (10, 30) and i["square_groups"] == 2
+    assert c["n_opt"] == i["n_opt"] == 20000 and c["n_sens"] == i["n_sens"] == 50 and c["sens_radius"] == 0.1
+    assert "SHAP" in c["explainers"] and "SHAP" not in i["explainers"] and "NB" not in i["explainers"]
+    sq = experiments.laws(i)["Square"]
+    assert sq.n_groups((3, 224, 224)) == 112 * 112  # 2×2 superpixels
+    assert experiments.laws(c)["Square"].support_size((3, 32, 32)) == sum((33 - k) ** 2 for k in range(1, 16))
+    monkeypatch.setenv("XAILIB_PROFILE", "smoke")
+    sm = experiments.settings("imagenet")
+    assert sm["n_opt"] == experiments.SMOKE["n_opt"] and sm["image_size"] == 64 and sm["arch"] == "resnet18"
+    assert experiments.settings("cifar10")["square_sizes"] == (1, 15)  # structure kept, counts shrunk
+    assert xailib_pick_smoke() == (3, 1)
+    with pytest.raises(ValueError, match="dataset"):
+        experiments.settings("svhn")
+    t = experiments.settings_table("cifar10")
+    assert t.loc["explainers", "paper"].startswith("Grad, Grad-SG")
+
+
+def xailib_pick_smoke():
+    import xailib
+
+    return xailib.pick(default=1, paper=2, smoke=3), xailib.pick(default=1, paper=2)
+
+
+def test_project_time_from_reduced_counts_and_shape():
+    """Costs measured at reduced counts scale linearly to each profile; INFD counts the sampled
+    Square law on ImageNet (its support is far above the exact-sum threshold)."""
+    d = experiments.settings("imagenet", "default")
+    p = experiments.settings("imagenet", "paper")
+    m = dict(d, n_sg=2, n_igsg=4, ig_steps=4, n_opt=64)
+    proj = experiments.project_time({"Grad-SG": 1.0, "Square": 2.0, "Grad": 0.5}, 0.01, default=d, paper=p,
+                                    shape=(3, 224, 224), measured=m)
+    per_default = 1.0 * d["n_sg"] / 2
+    assert proj.loc["Grad-SG", "s per explanation (default)"] == pytest.approx(per_default)
+    assert proj.loc["Grad-SG", "default [min]"] == pytest.approx(
+        d["n_instances"] * (1 + d["sens_reps"] * d["n_sens"]) * per_default / 60)
+    assert proj.loc["Square", "paper [min]"] == pytest.approx(50 * 101 * 2.0 * 20000 / 64 / 60)
+    assert proj.loc["Grad", "paper [min]"] == pytest.approx(50 * 101 * 0.5 / 60)
+    # INFD: ImageNet's table has no NB row, but local explainers are scored under NB: both laws sampled
+    assert proj.loc["INFD (both laws)", "paper [min]"] == pytest.approx(50 * 2000 * 0.01 / 60)
+
+
+def test_optimal_system_cost_small():
+    from xailib.perturbations import SquareRemoval
+
+    law = SquareRemoval(sizes=(2, 4), groups=2)
+    out = experiments.optimal_system_cost(law, (3, 16, 16), n_draws=200)
+    assert out["groups"] == 64 and out["matrix [GiB]"] == pytest.approx(64 * 64 * 8 / 2**30)
+    assert out["factor [s]"] >= 0
+    assert np.isnan(experiments.optimal_system_cost(law, (3, 16, 16), factor=False)["factor [s]"])

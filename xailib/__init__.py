@@ -7,7 +7,7 @@ A reproduction of Yeh et al., *On the (In)fidelity and Sensitivity of Explanatio
 * :mod:`xailib.explainers`: Grad, IG, Guided Backprop, SmoothGrad, Occlusion, KernelSHAP, Optimal;
 * :mod:`xailib.metrics`: infidelity, max-sensitivity, robust infidelity, ``evaluate``;
 * :mod:`xailib.theory`: the paper's propositions and theorems as numerical checks;
-* :mod:`xailib.data`, :mod:`xailib.models`: offline-first datasets and the chapters' models;
+* :mod:`xailib.data`, :mod:`xailib.models`, :mod:`xailib.pretrained`: offline-first datasets, the chapters' models and torchvision's ImageNet classifiers;
 * :mod:`xailib.toy`: the two-dimensional toy function of appendix A.5;
 * :mod:`xailib.paper`, :mod:`xailib.claims`, :mod:`xailib.experiments`: the paper's printed tables,
   the paired checks of its claims, the MNIST chapters' settings and explainer factories.
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 
 _SUBMODULES = ("perturbations", "explainers", "metrics", "theory", "data", "models", "toy", "attacks", "paper",
-               "claims", "experiments", "plots", "captum", "training", "cli", "sanity", "groundtruth")
+               "claims", "experiments", "plots", "captum", "training", "cli", "sanity", "groundtruth", "pretrained")
 
 
 def __getattr__(name):

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("what to explain")
     g.add_argument("--model", required=True,
-                   help="a model name of xailib.models.get_model (mnist_cnn, mnist_cnn_robust) or a TorchScript file")
+                   help="a model name of xailib.models.get_model (mnist_cnn, mnist_cnn_robust, cifar10_resnet), a "
+                        "torchvision ImageNet classifier (resnet50, ...: xailib.pretrained) or a TorchScript file")
     g.add_argument("--data", required=True,
                    help="mnist, cifar10, imagenet, or a folder of images (class sub-folders give labels)")
     g.add_argument("--split", default=None, help="data split (default: the held-out split, test or val)")
@@ -143,8 +144,14 @@ def _split_names(text: str) -> List[str]:
 
 
 def settings_from(args) -> dict:
-    s = dict(_mnist_settings("default"))
-    s.pop("n_instances", None)  # set by --n, not a value-changing setting
+    """The evaluation settings: the default profile's of the data set (square sizes, superpixels:
+    ``xailib.experiments.settings``; MNIST's for a folder of images), overridden by the flags."""
+    from .experiments import SETTINGS, settings
+
+    key = str(args.data).lower().replace("-", "")
+    s = dict(settings(key if key in SETTINGS else "mnist", "default"))
+    for k in ("n_instances", "explainers", "arch", "image_size"):
+        s.pop(k, None)  # set by --n / --explainers / --model / --image-size, not value-changing settings
     s.update(n_infd=args.n_infd, n_sens=args.n_sens, sens_radius=args.radius, n_sg=args.n_sg,
              sg_radius=args.sg_radius, ig_steps=args.ig_steps, n_opt=args.n_opt, n_shap=args.n_shap)
     return s
@@ -192,7 +199,8 @@ def check_args(args) -> None:
 
 
 def load_model(name: str, quiet: bool):
-    """``xailib.models.get_model(name)``, or ``torch.jit.load(name)`` for an existing file."""
+    """``xailib.models.get_model(name)``, ``xailib.pretrained.imagenet_model(name)`` for a torchvision
+    classifier name, or ``torch.jit.load(name)`` for an existing file."""
     import torch
 
     if os.path.isfile(name):
@@ -205,8 +213,19 @@ def load_model(name: str, quiet: bool):
     try:
         models.model_config(name)
     except Exception:
+        import torchvision
+
+        if name in torchvision.models.list_models(module=torchvision.models):
+            from . import pretrained
+
+            try:
+                with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+                    return pretrained.imagenet_model(name, verbose=True)
+            except FileNotFoundError as e:
+                raise CliError(f"argument --model: {str(e).splitlines()[0]}") from None
         valid = ", ".join(getattr(models, "MODEL_NAMES", ("mnist_cnn", "mnist_cnn_robust")))
-        raise CliError(f"argument --model: {name!r} is neither a model name ({valid}) nor a TorchScript file") from None
+        raise CliError(f"argument --model: {name!r} is neither a model name ({valid}), a torchvision "
+                       "ImageNet classifier (resnet50, ...) nor a TorchScript file") from None
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
         return models.get_model(name, verbose=True)
 

@@ -1,9 +1,12 @@
 """Run settings shared by every chapter: the profile, seeds, threads and plotting style.
 
-Two profiles (see ``book/intro.md``):
+Profiles (see ``book/intro.md``):
 
 * ``default``: CPU-sized sample counts, every chapter in minutes on a 2-core machine;
-* ``paper``: the paper's sample counts (``XAILIB_PROFILE=paper``); may need a GPU.
+* ``paper``: the paper's sample counts (``XAILIB_PROFILE=paper``); may need a GPU;
+* ``smoke``: a handful of samples of everything (``XAILIB_PROFILE=smoke``), to run a chapter's
+  whole code path in seconds in tests; its numbers mean nothing. Where a chapter gives no
+  ``smoke`` value, the ``default`` one is used.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import os
 import random
 from typing import Any
 
-PROFILES = ("default", "paper")
+PROFILES = ("default", "paper", "smoke")
 
 
 def profile() -> str:
@@ -22,9 +25,15 @@ def profile() -> str:
     return value
 
 
-def pick(default: Any, paper: Any) -> Any:
-    """``default`` under the default profile, ``paper`` under ``XAILIB_PROFILE=paper``."""
-    return paper if profile() == "paper" else default
+def pick(default: Any, paper: Any, smoke: Any = None) -> Any:
+    """``default`` under the default profile, ``paper`` under ``XAILIB_PROFILE=paper``; under
+    ``XAILIB_PROFILE=smoke``, ``smoke`` when given, else ``default``."""
+    p = profile()
+    if p == "paper":
+        return paper
+    if p == "smoke" and smoke is not None:
+        return smoke
+    return default
 
 
 def device():

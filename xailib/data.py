@@ -551,10 +551,10 @@ def load_cifar10(
             f"CIFAR-10 {split!r} split needs the full dataset under {base}: pass download=True "
             "(or XAILIB_DOWNLOAD=1) or set XAILIB_DATA; offline only 20 test images exist"
         )
-    x, y, where = _foolbox_images("cifar10")
+    x, y, _ = _foolbox_images("cifar10")
     x, y = _take(x, y, n, "the offline CIFAR-10 sample (the foolbox wheel's images; the full dataset "
                           "needs download=True or XAILIB_DATA)")
-    text = note + f"CIFAR-10 test split, {len(y)} images from the foolbox wheel's 20-image sample (offline; {where})"
+    text = note + f"CIFAR-10 test split, {len(y)} images from the foolbox wheel's 20-image sample (offline; the package's data/ folder)"
     return _finish(x, y, CIFAR10_CLASSES, "cifar10", split, "foolbox", text, verbose)
 
 

@@ -1,17 +1,22 @@
-"""Settings and factories of the MNIST chapters (``notebooks/mnist``, ``notebooks/mnist_robust``).
+"""Settings and factories of the Table 1 chapters (``notebooks/mnist``, ``notebooks/mnist_robust``,
+``notebooks/cifar10``, ``notebooks/imagenet``).
 
-* :data:`MNIST_SETTINGS`, :func:`mnist_settings`, :func:`settings_table`: the sample counts of
-  appendix B.1 under the ``default`` and ``paper`` profiles (the book's *The paper in brief*,
-  § Experiments);
-* :func:`laws`, :func:`make_explainers`: the two perturbation laws and the ten explainers of the
-  MNIST tables;
+* :data:`MNIST_SETTINGS`, :data:`CIFAR10_SETTINGS`, :data:`IMAGENET_SETTINGS`, :func:`settings`,
+  :func:`mnist_settings`, :func:`settings_table`: the sample counts of appendix B.1 under the
+  ``default`` and ``paper`` profiles (and a ``smoke`` profile for tests; the book's *The paper in
+  brief*, § Experiments);
+* :func:`laws`, :func:`make_explainers`: the two perturbation laws and the explainers of a
+  data set's table;
 * :func:`load_networks`, :func:`networks_table`: the regular and the adversarially trained
   network, with their clean and PGD accuracies;
-* :func:`sample_ratios`, :func:`project_time`: the paper profile's run time projected from a
-  measured default run.
+* :func:`sample_ratios`, :func:`project_time`, :func:`measure_costs`: the paper profile's run
+  time projected from measured costs;
+* :func:`chapter_status`, :func:`optimal_system_cost`: what a chapter can run in this build
+  (data and weights present or not) and the size of an optimal explanation's linear system.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 import pandas as pd
@@ -42,8 +47,64 @@ MNIST_SETTINGS = {
     "square_weighting": ("sides", "sides", "square removal: uniform over sides, then positions"),
 }
 
+#: The CIFAR-10 settings of appendix B.1, with the paper's counts, squares of side 1-15 on 32×32, SHAP
+#: and Square on pixels (the three channels of a pixel removed together, 1,024 players) and NB on all
+#: 3,072 features.
+CIFAR10_SETTINGS = {
+    "n_instances": (10, 50, "test images (targets: their labels)"),
+    "n_infd": (500, 1000, "perturbations per INFD estimate (both laws)"),
+    "n_sens": (5, 50, "SENS_max samples, uniform in the L∞ ball"),
+    "sens_reps": (2, 2, "independent SENS_max replications"),
+    "sens_radius": (0.1, 0.1, "SENS_max radius (L∞)"),
+    "sg_radius": (0.2, 0.2, "SmoothGrad radius (uniform L∞ kernel)"),
+    "n_sg": (20, 200, "SmoothGrad samples of Grad-SG and GBP-SG"),
+    "n_igsg": (160, 400, "IG-SG joint (noise, path position) samples"),
+    "ig_steps": (16, 50, "Integrated Gradients steps (baseline 0)"),
+    "n_opt": (1000, 20000, "NB and Square samples (cross-validated ridge)"),
+    "n_shap": (1000, 13400, "KernelSHAP samples (paired, efficiency by shift; 1,024 pixel players)"),
+    "nb_sigma": (0.2, 0.2, "noisy baseline: x0 = clip(0 + σε, 0, 1)"),
+    "square_sizes": ((1, 15), (1, 15), "square removal: side range (pixels)"),
+    "square_weighting": ("sides", "sides", "square removal: uniform over sides, then positions"),
+    "square_groups": ("pixel", "pixel", "square removal and SHAP: a pixel's channels together"),
+    "explainers": (("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "SHAP", "NB", "Square"),) * 2
+    + ("the rows of Table 1",),
+}
+
+#: The ImageNet settings of appendix B.1, with squares of side 10-30 pixels on 224×224 and 2×2
+#: superpixels (12,544 groups, the d×d system of Square), no SHAP (the paper reports none) and no NB
+#: (a d×d system over 150,528 features, 181 GB in float64, for which the paper gives no scheme).
+IMAGENET_SETTINGS = {
+    "arch": ("resnet50", "resnet50", "torchvision classifier (ImageNet weights from the torch hub cache)"),
+    "image_size": (224, 224, "image side (resize shorter side to 256·size/224, centre crop)"),
+    "n_instances": (4, 50, "validation images (targets: their labels)"),
+    "n_infd": (200, 1000, "perturbations per INFD estimate (NB and Square laws)"),
+    "n_sens": (2, 50, "SENS_max samples, uniform in the L∞ ball"),
+    "sens_reps": (2, 2, "independent SENS_max replications"),
+    "sens_radius": (0.1, 0.1, "SENS_max radius (L∞)"),
+    "sg_radius": (0.2, 0.2, "SmoothGrad radius (uniform L∞ kernel)"),
+    "n_sg": (10, 200, "SmoothGrad samples of Grad-SG and GBP-SG"),
+    "n_igsg": (40, 400, "IG-SG joint (noise, path position) samples"),
+    "ig_steps": (16, 50, "Integrated Gradients steps (baseline 0)"),
+    "n_opt": (1000, 20000, "Square samples (cross-validated ridge over 12,544 superpixels)"),
+    "n_shap": (0, 0, "KernelSHAP samples (not run on ImageNet, as in the paper)"),
+    "nb_sigma": (0.2, 0.2, "noisy baseline: x0 = clip(0 + σε, 0, 1)"),
+    "square_sizes": ((10, 30), (10, 30), "square removal: side range (pixels)"),
+    "square_weighting": ("sides", "sides", "square removal: uniform over sides, then positions"),
+    "square_groups": (2, 2, "square removal on 2×2 superpixels (removed when half covered)"),
+    "explainers": (("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "Square"),) * 2
+    + ("the rows of Table 1 (no SHAP, no NB)",),
+}
+
+#: Settings per data set (``name -> {setting -> (default, paper, meaning)}``).
+SETTINGS = {"mnist": MNIST_SETTINGS, "cifar10": CIFAR10_SETTINGS, "imagenet": IMAGENET_SETTINGS}
+
+#: The ``smoke`` profile (``XAILIB_PROFILE=smoke``): a handful of samples of everything, so that a
+#: chapter's whole code path runs in seconds in tests. Its numbers mean nothing.
+SMOKE = {"n_instances": 2, "n_infd": 16, "n_sens": 2, "sens_reps": 2, "n_sg": 2, "n_igsg": 4, "ig_steps": 2,
+         "n_opt": 48, "n_shap": 32, "image_size": 64, "arch": "resnet18"}
+
 #: Defaults of settings added after a settings dict may have been built by older code.
-_LATER = {"n_igsg": None, "square_weighting": "sides", "sens_reps": 2}
+_LATER = {"n_igsg": None, "square_weighting": "sides", "sens_reps": 2, "square_groups": "pixel", "shap_groups": "pixel"}
 
 
 def _get(s: Mapping, key: str):
@@ -55,29 +116,59 @@ def _get(s: Mapping, key: str):
     return _LATER[key]
 
 
+def settings(dataset: str = "mnist", profile: Optional[str] = None) -> dict:
+    """The active settings of ``dataset`` ("mnist" | "cifar10" | "imagenet"): those of the profile
+    ``XAILIB_PROFILE`` (``xailib.pick``), or of ``profile`` ("default" | "paper" | "smoke").
+    The ``smoke`` profile is the default one with the counts of :data:`SMOKE`."""
+    from .config import PROFILES, profile as active
+
+    if dataset not in SETTINGS:
+        raise ValueError(f"`dataset` must be one of {tuple(SETTINGS)}, got {dataset!r}")
+    p = active() if profile is None else profile
+    if p not in PROFILES:
+        raise ValueError(f"`profile` must be None or one of {PROFILES}, got {profile!r}")
+    out = {k: (pv if p == "paper" else d) for k, (d, pv, _) in SETTINGS[dataset].items()}
+    if p == "smoke":
+        out.update({k: v for k, v in SMOKE.items() if k in out})
+    return out
+
+
 def mnist_settings(profile: Optional[str] = None) -> dict:
     """The active MNIST settings (``xailib.pick`` of :data:`MNIST_SETTINGS`), or those of ``profile``."""
-    from .config import pick
-
-    if profile is None:
-        return {k: pick(default=d, paper=p) for k, (d, p, _) in MNIST_SETTINGS.items()}
-    if profile not in ("default", "paper"):
-        raise ValueError(f"`profile` must be None, 'default' or 'paper', got {profile!r}")
-    return {k: (d if profile == "default" else p) for k, (d, p, _) in MNIST_SETTINGS.items()}
+    if profile is not None and profile not in ("default", "paper", "smoke"):
+        raise ValueError(f"`profile` must be None, 'default', 'paper' or 'smoke', got {profile!r}")
+    return settings("mnist", profile)
 
 
-def settings_table() -> pd.DataFrame:
-    """The settings as a table: meaning, default profile, paper profile, this run."""
-    active = mnist_settings()
+def settings_table(dataset: str = "mnist") -> pd.DataFrame:
+    """The settings of ``dataset`` as a table: meaning, default profile, paper profile, this run."""
+    active = settings(dataset)
     rows = [
-        {"setting": k, "meaning": m, "default": str(d), "paper": str(p), "this run": str(active[k])}
-        for k, (d, p, m) in MNIST_SETTINGS.items()
+        {"setting": k, "meaning": m, "default": _show(d), "paper": _show(p), "this run": _show(active[k])}
+        for k, (d, p, m) in SETTINGS[dataset].items()
     ]
     return pd.DataFrame(rows).set_index("setting")
 
 
+def _show(v) -> str:
+    if isinstance(v, tuple) and v and all(isinstance(e, str) for e in v):
+        return ", ".join(v)
+    return str(v)
+
+
+def feature_shape(dataset: str, s: Optional[Mapping] = None) -> tuple:
+    """The input shape (C, H, W) of ``dataset``'s images under settings ``s``."""
+    if dataset == "mnist":
+        return (1, 28, 28)
+    if dataset == "cifar10":
+        return (3, 32, 32)
+    s = settings(dataset) if s is None else s
+    return (3, s["image_size"], s["image_size"])
+
+
 def laws(settings: Optional[Mapping] = None) -> dict:
-    """The two perturbation laws of the MNIST tables: ``{"NB": NoisyBaseline, "Square": SquareRemoval}``.
+    """The two perturbation laws of a table: ``{"NB": NoisyBaseline, "Square": SquareRemoval}``
+    (``settings``: the MNIST settings by default; ``square_groups`` gives ImageNet's superpixels).
 
     Square removal draws a side uniformly in ``square_sizes``, then a position uniformly
     (``weighting="sides"``): every side gets the same weight, as when the paper "randomly
@@ -88,7 +179,8 @@ def laws(settings: Optional[Mapping] = None) -> dict:
 
     s = mnist_settings() if settings is None else settings
     return {"NB": NoisyBaseline(sigma=s["nb_sigma"]),
-            "Square": SquareRemoval(sizes=tuple(s["square_sizes"]), weighting=_get(s, "square_weighting"))}
+            "Square": SquareRemoval(sizes=tuple(s["square_sizes"]), weighting=_get(s, "square_weighting"),
+                                    groups=_get(s, "square_groups"))}
 
 
 def make_explainers(model, settings: Optional[Mapping] = None, sg_radius: Optional[float] = None,
@@ -100,13 +192,15 @@ def make_explainers(model, settings: Optional[Mapping] = None, sg_radius: Option
     samples, the others with ``n_sg``), KernelSHAP, NB and Square (the optimal explanations of
     :func:`laws`: NB from ``n_opt`` draws with a cross-validated ridge, Square summed exactly
     over its support, or from ``n_opt`` sampled squares when ``settings["square_exact"]`` is False) and
-    Occlusion-1 (Prop. 2.3). ``names`` keeps some of them.
+    Occlusion-1 (Prop. 2.3). ``names`` keeps some of them (default: ``settings["explainers"]``,
+    else all ten). SHAP's players are the groups of ``square_groups`` (pixels: a pixel's channels
+    together).
     """
     from .explainers import Gradient, GuidedBackprop, IntegratedGradients, KernelSHAP, Occlusion, Optimal, SmoothGrad
 
     s = mnist_settings() if settings is None else settings
     r = s["sg_radius"] if sg_radius is None else sg_radius
-    keep = list(METHODS) if names is None else list(names)
+    keep = list(s.get("explainers", METHODS)) if names is None else list(names)
     unknown = [n for n in keep if n not in METHODS]
     if unknown:
         raise ValueError(f"unknown explainer names {unknown}; valid: {METHODS}")
@@ -123,7 +217,7 @@ def make_explainers(model, settings: Optional[Mapping] = None, sg_radius: Option
                                     n_samples=_get(s, "n_igsg"), sampling="joint"),
         "GBP": lambda: GuidedBackprop(model),
         "GBP-SG": lambda: sg(GuidedBackprop(model)),
-        "SHAP": lambda: KernelSHAP(model, n_samples=s["n_shap"]),
+        "SHAP": lambda: KernelSHAP(model, n_samples=s["n_shap"], groups=s.get("square_groups")),
         "NB": lambda: Optimal(model, law["NB"], n_samples=s["n_opt"]),
         "Square": lambda: Optimal(model, law["Square"], n_samples=s["n_opt"], exact=s.get("square_exact", "auto")),
         "Occlusion": lambda: Occlusion(model),
@@ -131,47 +225,64 @@ def make_explainers(model, settings: Optional[Mapping] = None, sg_radius: Option
     return {n: build[n]() for n in keep}
 
 
-def sample_ratios(default: Mapping, paper: Mapping) -> dict:
+def sample_ratios(default: Mapping, paper: Mapping, square_exact: bool = True) -> dict:
     """How much more one explanation costs under ``paper`` than under ``default`` settings.
 
     Linear in the sample counts: Grad-SG, GBP-SG ``n_sg``; IG ``ig_steps``; IG-SG ``n_igsg``
     (joint sampling: one gradient per sample, whatever ``ig_steps``); SHAP ``n_shap``; NB
-    ``n_opt``; Square 1 (the exact sum over its support costs the same under both profiles).
+    ``n_opt``; Square 1 when ``square_exact`` (the exact sum over its support costs the same
+    under both profiles), else ``n_opt``.
     NB's cross-validation and the d×d solves are fixed costs this ratio ignores: measure NB at
     the paper's count when it matters (``paper_seconds`` of :func:`project_time`).
     """
-    sg = paper["n_sg"] / default["n_sg"]
-    ig = paper["ig_steps"] / default["ig_steps"]
-    igsg = _get(paper, "n_igsg") / _get(default, "n_igsg")
-    opt = paper["n_opt"] / default["n_opt"]
-    shap = paper["n_shap"] / default["n_shap"]
+    def r(a, b):
+        return a / b if b else float("nan")
+
+    sg = r(paper["n_sg"], default["n_sg"])
+    ig = r(paper["ig_steps"], default["ig_steps"])
+    igsg = r(_get(paper, "n_igsg"), _get(default, "n_igsg"))
+    opt = r(paper["n_opt"], default["n_opt"])
+    shap = r(paper["n_shap"], default["n_shap"])
     return {"Grad": 1.0, "Grad-SG": sg, "IG": ig, "IG-SG": igsg, "GBP": 1.0, "GBP-SG": sg,
-            "SHAP": shap, "NB": opt, "Square": 1.0, "Occlusion": 1.0}
+            "SHAP": shap, "NB": opt, "Square": 1.0 if square_exact else opt, "Occlusion": 1.0}
 
 
 def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forward: float,
                  default: Optional[Mapping] = None, paper: Optional[Mapping] = None,
                  paper_seconds: Optional[Mapping[str, float]] = None,
-                 exact_laws: Sequence[str] = ("Square",)) -> pd.DataFrame:
+                 exact_laws: Sequence[str] = ("Square",), shape: Sequence[int] = (1, 28, 28),
+                 measured: Optional[Mapping] = None) -> pd.DataFrame:
     """Project a table's run time from measured costs, for the default and the paper profile.
 
     ``seconds_per_explanation[name]``: measured seconds to explain **one** instance once with
-    the ``default`` settings; ``paper_seconds[name]`` (optional): the same measured with the
-    ``paper`` settings, used instead of the :func:`sample_ratios` scaling (for NB, whose
-    cross-validation does not scale with the count); ``seconds_per_forward``: seconds per model
-    evaluation. A table costs, per explainer, ``N · (1 + sens_reps · n_sens)`` explanations (at x
-    and at every neighbour of every replication), plus, per law, ``N · n_infd`` forward passes (``N · 5,605`` for the exact
-    Square law, ``exact_laws``), shared by the explainers. Returns minutes per explainer (and
-    the INFD row) under both profiles; a linear model of the cost otherwise.
+    the ``measured`` settings (default: the ``default`` ones); ``paper_seconds[name]`` (optional):
+    the same measured with the ``paper`` settings, used instead of the :func:`sample_ratios`
+    scaling (for NB, whose cross-validation does not scale with the count); ``seconds_per_forward``:
+    seconds per model evaluation; ``shape``: the input shape (for the number of squares). A table
+    costs, per explainer, ``N · (1 + sens_reps · n_sens)`` explanations (at x and at every
+    neighbour of every replication), plus, per law, ``N · n_infd`` forward passes (``N · K`` for a
+    law of ``exact_laws`` whose ``K`` atoms are summed exactly, ``K ≤`` ``EXACT_MAX_ATOMS``), shared
+    by the explainers. Returns minutes per explainer (and the INFD row) under both profiles; a
+    linear model of the cost otherwise.
     """
+    from .perturbations import EXACT_MAX_ATOMS, SquareRemoval
+
     d = mnist_settings("default") if default is None else default
     p = mnist_settings("paper") if paper is None else paper
-    ratio = sample_ratios(d, p)
+    m = d if measured is None else measured
+    shape = tuple(shape)
+
+    def square_exact(s):
+        K = laws(s)["Square"].support_size(shape)
+        return "Square" in exact_laws and s.get("square_exact", "auto") is not False and K <= EXACT_MAX_ATOMS
+
+    to_default = sample_ratios(m, d, square_exact(d))
+    to_paper = sample_ratios(m, p, square_exact(p))
     paper_seconds = {} if paper_seconds is None else paper_seconds
     rows = {}
     for name, sec in seconds_per_explanation.items():
-        per = float(sec)
-        per_paper = float(paper_seconds[name]) if name in paper_seconds else per * ratio.get(name, 1.0)
+        per = float(sec) * to_default.get(name, 1.0)
+        per_paper = float(paper_seconds[name]) if name in paper_seconds else float(sec) * to_paper.get(name, 1.0)
         rows[name] = {
             "s per explanation (default)": per,
             "default [min]": d["n_instances"] * (1 + _get(d, "sens_reps") * d["n_sens"]) * per / 60,
@@ -179,14 +290,10 @@ def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forwa
         }
 
     def n_forward(s):
-        from .perturbations import SquareRemoval
-
         n = 0
         for name, law in laws(s).items():
-            if name in exact_laws and isinstance(law, SquareRemoval):
-                n += law.support_size((1, 28, 28))
-            else:
-                n += s["n_infd"]
+            K = law.support_size(shape) if isinstance(law, SquareRemoval) else None
+            n += K if (name in exact_laws and K is not None and K <= EXACT_MAX_ATOMS) else s["n_infd"]
         return n
 
     rows["INFD (both laws)"] = {
@@ -197,6 +304,41 @@ def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forwa
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.loc["total"] = [float("nan"), out["default [min]"].sum(), out["paper [min]"].sum()]
     return out
+
+
+def measure_costs(explainers: Mapping, x, target, model=None) -> tuple:
+    """Seconds per explanation of each explainer (one call on the batch ``x``, divided by its size)
+    and, with ``model``, seconds per forward pass (one batched pass over ``x``).
+
+    Returns ``(seconds: dict, seconds_per_forward: float or None, explanations: dict)``; the
+    explanations are kept for figures. On a GPU the device is synchronised around each timing.
+    """
+    import time
+
+    import torch
+
+    def sync():
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+
+    n = x.shape[0]
+    seconds, phis = {}, {}
+    for name, e in explainers.items():
+        sync()
+        t0 = time.perf_counter()
+        phis[name] = e(x, target)
+        sync()
+        seconds[name] = (time.perf_counter() - t0) / n
+    sec_fwd = None
+    if model is not None:
+        with torch.no_grad():
+            model(x)  # warm-up
+            sync()
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            sec_fwd = (time.perf_counter() - t0) / n
+    return seconds, sec_fwd, phis
 
 
 #: The two networks of the MNIST chapters, ``{network -> model name of xailib.models.get_model}``.
@@ -247,6 +389,159 @@ def evaluation_settings(settings: Optional[Mapping] = None, seed: int = 1) -> di
     s = mnist_settings() if settings is None else settings
     return dict(n_infd=s["n_infd"], n_sens=s["n_sens"], sens_reps=_get(s, "sens_reps"), radius=s["sens_radius"],
                 generator=seed)
+
+
+# --------------------------------------------------------------------------- what a chapter can run here
+@dataclass
+class ChapterStatus:
+    """What a data set's chapter runs on in this build (:func:`chapter_status`, :func:`load_chapter_model`).
+
+    ``real``: the network has trained (CIFAR-10) or pretrained (ImageNet) weights, so its
+    explanation-quality numbers are results; ``line``: one line saying what was used or what is
+    missing and the one command that fetches it; ``weights`` and ``data``: where each comes from.
+    """
+
+    dataset: str
+    real: bool
+    line: str
+    weights: str
+    data: str
+
+
+def chapter_status(dataset: str, arch: Optional[str] = None) -> ChapterStatus:
+    """What the ``dataset`` chapter ("cifar10" | "imagenet") can run in this build, without
+    training, downloading or touching the network (a file-system look only).
+
+    CIFAR-10 is real when the full data set is under ``xailib.data.data_root()`` (the network is
+    then trained, or loaded from the checkpoint cache) or a download was asked for
+    (``XAILIB_DOWNLOAD=1``); ImageNet when the torchvision weights of ``arch`` (default: the
+    settings' ``arch``) are in the torch hub cache (``TORCH_HOME``) or a download was asked for.
+    Used by the book's introduction to say which chapters ran on real weights.
+    """
+    from . import data
+
+    want = data._want_download(None)
+    if dataset == "cifar10":
+        root = _tilde(data.data_root())
+        try:
+            found = data._find_cifar_files(data.data_root()) is not None
+        except FileNotFoundError:
+            found = False
+        if found:
+            return ChapterStatus(dataset, True, f"CIFAR-10: the full data set in {root}; the network is trained "
+                                 "(or loaded from the checkpoint cache)", "trained here", f"full data set in {root}")
+        if want:
+            return ChapterStatus(dataset, True, f"CIFAR-10: downloading the data set into {root} (XAILIB_DOWNLOAD=1), "
+                                 "then training the network", "trained here", "downloaded")
+        return ChapterStatus(
+            dataset, False,
+            f"CIFAR-10 training set not found under {root}: this build measures costs on the 20 real test "
+            "images shipped with foolbox and an untrained network, and reports no explanation quality; "
+            "to run the chapter for real: XAILIB_DOWNLOAD=1 make book (or XAILIB_DATA=<folder holding "
+            "cifar-10-batches-py/>)", "none (untrained architecture)", "the 20 foolbox test images")
+    if dataset == "imagenet":
+        from . import pretrained
+
+        arch = settings("imagenet")["arch"] if arch is None else arch
+        real_path = pretrained.imagenet_weights_file(arch)
+        path = _tilde(real_path)
+        folder = data.data_root() / "imagenet" / "val"
+        where = f"validation folder {_tilde(folder)}" if folder.is_dir() else "the 20 validation images shipped with foolbox"
+        if real_path.is_file():
+            return ChapterStatus(dataset, True, f"ImageNet: {arch} weights from the torch hub cache {path}; "
+                                 f"images: {where}", f"pretrained ({real_path.name})", where)
+        if want:
+            return ChapterStatus(dataset, True, f"ImageNet: downloading the {arch} weights into {_tilde(real_path.parent)} "
+                                 f"(XAILIB_DOWNLOAD=1); images: {where}", "pretrained (download)", where)
+        return ChapterStatus(
+            dataset, False,
+            f"ImageNet weights of {arch} not found ({path}): this build measures costs on the 20 real "
+            f"validation images shipped with foolbox and an untrained {arch}, and reports no explanation "
+            "quality; to run the chapter for real: XAILIB_DOWNLOAD=1 make book (or TORCH_HOME=<folder "
+            f"holding hub/checkpoints/{real_path.name}>)", f"none (untrained {arch})", where)
+    raise ValueError(f"`dataset` must be 'cifar10' or 'imagenet', got {dataset!r}")
+
+
+def _tilde(path) -> str:
+    """``path`` with the home folder written ``~`` (the printed line does not depend on the user)."""
+    from pathlib import Path
+
+    p, home = str(Path(path)), str(Path.home())
+    return "~" + p[len(home):] if home not in ("", "/") and (p == home or p.startswith(home + "/")) else p
+
+
+def load_chapter_model(dataset: str, device=None, arch: Optional[str] = None, verbose: bool = True):
+    """The network of the ``dataset`` chapter and its :class:`ChapterStatus`, in eval mode.
+
+    CIFAR-10: ``xailib.models.get_model("cifar10_resnet")`` (trained when no cached checkpoint
+    matches the profile's config). ImageNet: ``xailib.pretrained.imagenet_model(arch)``. When the
+    data or the weights are missing (or their download fails), the same architecture with random
+    weights is returned with ``status.real = False``: use it for costs only, never for
+    explanation-quality numbers. Prints ``status.line`` (one line) when ``verbose``.
+    """
+    from . import models, pretrained
+
+    status = chapter_status(dataset, arch)
+    model = None
+    if status.real:
+        try:
+            if dataset == "cifar10":
+                model = models.get_model("cifar10_resnet", device=device, verbose=False)
+                src = model.xailib_info.get("source", "")
+                status.weights = {"cache": "checkpoint cache", "trained": "trained now"}.get(src, src)
+            else:
+                a = settings("imagenet")["arch"] if arch is None else arch
+                model = pretrained.imagenet_model(a, device=device, verbose=False)
+        except (FileNotFoundError, RuntimeError, OSError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            status = ChapterStatus(dataset, False, f"{status.line.split(':')[0]}: {first}; falling back to an "
+                                   "untrained network (costs only)", "none (untrained architecture)", status.data)
+    if model is None:
+        if dataset == "cifar10":
+            model = models.build_model(models.model_config("cifar10_resnet"))
+        else:
+            model = pretrained.imagenet_architecture(settings("imagenet")["arch"] if arch is None else arch)
+        model.eval()
+        if device is not None:
+            model.to(device)
+    if verbose:
+        print(status.line)
+    return model, status
+
+
+def optimal_system_cost(law, shape: Sequence[int], n_draws: int = 512, seed: int = 0, factor: bool = True,
+                        device=None) -> dict:
+    """Size (and, with ``factor``, the measured time and memory) of the ``G × G`` system that a
+    binary law's optimal explanation solves, ``E[zzᵀ] g = E[z Δf]`` (appendix B.2).
+
+    Builds ``E_n[zzᵀ]`` from ``n_draws`` masks plus the fixed ridge and factors it (Cholesky, in
+    float64 and in place, as :class:`~xailib.explainers.Optimal` does); the time is that of the
+    factorisation, the memory that of the one ``G × G`` buffer. Returns ``groups``, ``matrix [GiB]``,
+    ``factor [s]`` (NaN without ``factor``).
+    """
+    import time
+
+    import torch
+
+    from .explainers._regression import add_gram, add_ridge_, cholesky_factor
+
+    shape = tuple(shape)
+    G = law.n_groups(shape)
+    out = {"groups": G, "matrix [GiB]": G * G * 8 / 2**30, "factor [s]": float("nan")}
+    if factor:
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        M = torch.zeros(G, G, dtype=torch.float64, device=device)
+        z = law.draw(shape, n_draws, g, device=device, dtype=torch.float64)
+        add_gram(M, z)
+        M /= n_draws
+        add_ridge_(M, 1e-3)
+        t0 = time.perf_counter()
+        L = cholesky_factor(M, "E[zzᵀ]")  # in place, as Optimal does: one G × G buffer
+        if L.device.type == "cuda":
+            torch.cuda.synchronize(L.device)
+        out["factor [s]"] = time.perf_counter() - t0
+        del M, L
+    return out
 
 
 # --------------------------------------------------------------------------- numbers in the chapters' prose

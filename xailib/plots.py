@@ -76,7 +76,8 @@ def saliency_grid(
     Parameters
     ----------
     images
-        ``(N, C, H, W)`` inputs, drawn in grey in the first column.
+        ``(N, C, H, W)`` inputs in [0, 1], drawn in the first column (in colour when ``C = 3``,
+        else in grey; maps of several channels are summed over them).
     columns
         ``{label: maps}`` with maps shaped like ``images``; one column per entry, in order.
     row_labels
@@ -94,6 +95,8 @@ def saliency_grid(
     import matplotlib.pyplot as plt
 
     imgs = _as_images(images, "images")
+    raw = _to_numpy(images)
+    rgb = raw.transpose(0, 2, 3, 1).clip(0, 1) if raw.ndim == 4 and raw.shape[1] == 3 else None
     if not isinstance(columns, Mapping) or not columns:
         raise ValueError("`columns` must be a non-empty mapping {label: maps}")
     maps = {}
@@ -116,7 +119,9 @@ def saliency_grid(
     for j, (lab, arr) in enumerate(zip(labels, panels)):
         for i in range(n):
             ax = axes[j, i] if transpose else axes[i, j]
-            if j == 0:
+            if j == 0 and rgb is not None:
+                ax.imshow(rgb[i])
+            elif j == 0:
                 ax.imshow(arr[i], cmap="gray", vmin=arr[i].min(), vmax=max(arr[i].max(), arr[i].min() + 1e-12))
             else:
                 im = ax.imshow(arr[i], cmap=cmap, vmin=-vmax, vmax=vmax)

@@ -43,22 +43,6 @@ def n_draws(law, n_samples: int) -> int:
     return n_samples if nf is None else min(n_samples, nf)
 
 
-def shared_point_outputs(model, pts: Tensor, target: Optional[Tensor], n_inst: int, batch_size: int) -> Tensor:
-    """``f_target(p)`` for points ``pts`` (k, *F) **shared by all instances**: one model pass per
-    point, outputs gathered per instance's target; shape ``(N, k)``."""
-    outs = []
-    with torch.no_grad():
-        for sl in chunks(pts.shape[0], batch_size):
-            outs.append(model(pts[sl]))
-    out = torch.cat(outs)
-    if target is None:
-        return select_output(out, None).view(1, -1).expand(n_inst, -1)
-    if out.dim() == 1 or out.shape[1] == 1:
-        sel = select_output(out, None) if out.dim() == 2 else out
-        return sel.view(1, -1).expand(n_inst, -1)
-    return out[:, target].t()  # (N, k)
-
-
 def add_gram(M: Tensor, z: Tensor) -> None:
     """``M += zᵀz`` in float64; sparse product when the 0/1 masks are large and sparse."""
     z64 = z.to(torch.float64)
@@ -156,7 +140,7 @@ def check_grid(grid) -> Tensor:
     return g
 
 
-def ridge_cv(X: Tensor, Y: Tensor, grid: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def ridge_cv(X: Tensor, Y: Tensor, grid: Tensor, dual: Optional[bool] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """Ridge regressions ``y ≈ Xφ`` for every row ``y`` of ``Y`` (N', n) on the shared design ``X``
     (n, d), each with its own ridge chosen by closed-form leave-one-out cross-validation.
 
@@ -166,16 +150,26 @@ def ridge_cv(X: Tensor, Y: Tensor, grid: Tensor) -> Tuple[Tensor, Tensor, Tensor
     ``e_j / (1 − h_j)``: its mean square is the out-of-sample (unscaled) infidelity of ``φ_ρ`` on
     fresh draws, estimated without refitting. The ``ρ`` minimising it is kept per row.
     Returns ``(φ (N', d), ρ chosen (N',), criterion (N', len(grid)))``, float64.
-    Cost: one ``d × d`` eigendecomposition and ``O(n d (N' + len(grid) N'))``.
+    Cost: one ``m × m`` eigendecomposition, ``m = min(n, d)``, and ``O(n m (N' + len(grid) N'))``.
+    When ``n < d`` (``dual=None``, or ``dual=True``) the same fit is computed from the ``n × n``
+    kernel ``XXᵀ = W diag(s) Wᵀ``: the nonzero eigenvalues ``s`` are those of ``XᵀX``, ``U = XV =
+    W diag(√s)``, and ``φ = Xᵀ W diag(1/(s + nλ)) Wᵀ y`` (the components of ``XᵀX``'s null space
+    carry no signal, ``Uᵀy = 0`` there), so primal and dual agree to rounding.
     """
     X = X.to(torch.float64)
     Y = Y.to(torch.float64)
     n, d = X.shape
-    s, V = torch.linalg.eigh(X.T @ X)
-    s = s.clamp_min(0)
-    U = X @ V  # (n, d)
+    use_dual = (n < d) if dual is None else bool(dual)
+    if use_dual:
+        s, W = torch.linalg.eigh(X @ X.T)
+        s = s.clamp_min(0)
+        U = W * s.sqrt().view(1, -1)  # (n, n): XV restricted to the range of X
+    else:
+        s, V = torch.linalg.eigh(X.T @ X)
+        s = s.clamp_min(0)
+        U = X @ V  # (n, d)
     U2 = U * U
-    q = U.T @ Y.T  # (d, N')
+    q = U.T @ Y.T  # (m, N')
     tr = s.sum()
     crit = torch.empty(Y.shape[0], grid.numel(), dtype=torch.float64, device=X.device)
     for k, rho in enumerate(grid.tolist()):
@@ -187,7 +181,10 @@ def ridge_cv(X: Tensor, Y: Tensor, grid: Tensor) -> Tuple[Tensor, Tensor, Tensor
     best = crit.argmin(1)
     rho_best = grid.to(X.device)[best]
     mu = rho_best * tr / d if tr > 0 else rho_best * n
-    coef = V @ (q / (s.view(-1, 1) + mu.view(1, -1)))  # (d, N')
+    if use_dual:
+        coef = X.T @ (W @ ((W.T @ Y.T) / (s.view(-1, 1) + mu.view(1, -1))))  # (d, N')
+    else:
+        coef = V @ (q / (s.view(-1, 1) + mu.view(1, -1)))  # (d, N')
     return coef.T, rho_best, crit
 
 
@@ -210,23 +207,92 @@ def continuous_mode(law) -> str:
     return "general"
 
 
+class SharedPointMoments:
+    """What a NoisyBaseline fit needs from its draws, independent of the instances explained.
+
+    The perturbed input ``x − I = x₀`` does not depend on ``x`` (:func:`continuous_mode`
+    ``"shared_point"``), so with ``J`` the ``n`` draws of ``x₀`` (flattened, float64) and ``f(J)``
+    the model's outputs for **every** class: ``S = E[JJᵀ]``, ``m = E[J]``, ``f̄ = E[f(J)]`` (C,) and
+    ``f̄J = E[f(J) Jᵀ]`` (C × d), plus, for the cross-validated fit, ``J`` and ``f(J)`` themselves.
+    From these, ``E[IIᵀ]`` and ``E[I Δf]`` at any ``x`` and target need one forward pass at ``x``
+    only (:func:`continuous_optimal`); :class:`Optimal` keeps them across calls with the same seed
+    (the sensitivity at every neighbour reuses the draws), keyed by the model's parameters.
+    """
+
+    def __init__(self, S: Tensor, m: Tensor, f_mean: Tensor, fJ_mean: Tensor, total: int, scalar: bool,
+                 J: Optional[Tensor] = None, outs: Optional[Tensor] = None):
+        self.S, self.m, self.f_mean, self.fJ_mean, self.total, self.scalar = S, m, f_mean, fJ_mean, total, scalar
+        self.J, self.outs = J, outs
+
+    def columns(self, target: Optional[Tensor], N: int) -> Tensor:
+        """The output column explained for each of the ``N`` instances (``target``; column 0 for a
+        model with one output)."""
+        C = self.f_mean.shape[0]
+        if self.scalar or C == 1:
+            if self.scalar and target is not None:
+                select_output(torch.zeros(1, device=self.m.device), target)  # raises: no class to select
+            return torch.zeros(N, dtype=torch.long, device=self.m.device)
+        if target is None:
+            select_output(torch.zeros(1, C, device=self.m.device), None)  # raises: target required
+        return target.to(self.m.device).long().expand(N)
+
+
+def shared_point_moments(model, law, x: Tensor, n: int, generator, batch_size: int,
+                         keep_draws: bool = False) -> SharedPointMoments:
+    """Accumulate :class:`SharedPointMoments` from ``n`` draws of ``law`` (one forward pass per draw,
+    in blocks of :data:`DRAW_BLOCK`); ``keep_draws`` also stores ``J`` (float64) and ``f(J)``
+    (the model's dtype) for :func:`continuous_optimal_cv`."""
+    F = tuple(x.shape[1:])
+    d = x[0].numel()
+    f64 = torch.float64
+    S = torch.zeros(d, d, dtype=f64, device=x.device)
+    m = torch.zeros(d, dtype=f64, device=x.device)
+    f_sum, fJ_sum, Js, outs = None, None, [], []
+    total, scalar = 0, False
+    n_blocks = 1 if getattr(law, "n_fixed", None) is not None else -(-n // DRAW_BLOCK)
+    for _, draws in progress(draw_blocks(law, F, n, generator, x.device, x.dtype), total=n_blocks, desc="draws"):
+        P = law.perturbed(x[:1], draws)[0]  # (k, *F), the same for every instance
+        with torch.no_grad():
+            out = torch.cat([model(P[sl]) for sl in chunks(P.shape[0], batch_size)])
+        if out.dim() == 1:
+            scalar, out = True, out.view(-1, 1)
+        elif out.dim() != 2:
+            select_output(out, None)  # raises with the shape
+        J = P.reshape(P.shape[0], d).to(f64)
+        o64 = out.to(f64)
+        total += J.shape[0]
+        S.addmm_(J.t(), J)
+        m += J.sum(0)
+        f_sum = o64.sum(0) if f_sum is None else f_sum + o64.sum(0)
+        fJ_sum = o64.t() @ J if fJ_sum is None else fJ_sum.addmm_(o64.t(), J)
+        if keep_draws:
+            Js.append(J)
+            outs.append(out)
+    return SharedPointMoments(S / total, m / total, f_sum / total, fJ_sum / total, total, scalar,
+                              torch.cat(Js) if keep_draws else None, torch.cat(outs) if keep_draws else None)
+
+
 def continuous_optimal_cv(model, law, x: Tensor, target: Optional[Tensor], n: int, generator, batch_size: int,
-                          grid: Tensor, mode: Optional[str] = None) -> Tuple[Tensor, Tensor]:
+                          grid: Tensor, mode: Optional[str] = None,
+                          moments: Optional[SharedPointMoments] = None) -> Tuple[Tensor, Tensor]:
     """:func:`continuous_optimal` with each instance's ridge chosen by leave-one-out cross-validation
     (:func:`ridge_cv`), on the same draws. Stores the ``n × d`` design (float64).
-    Returns ``(Φ (N, d), ρ (N,))``."""
+    ``moments`` (``"shared_point"`` laws, from :func:`shared_point_moments` with ``keep_draws``):
+    the draws and outputs already computed, reused instead of drawing. Returns ``(Φ (N, d), ρ (N,))``."""
     mode = mode or continuous_mode(law)
     F = tuple(x.shape[1:])
     N, d = x.shape[0], x[0].numel()
     f64 = torch.float64
     fx = forward_batched(model, x, target, batch_size)
     Js, dfs, raw = [], [], []
-    for _, draws in draw_blocks(law, F, n, generator, x.device, x.dtype):
-        if mode == "shared_point":
-            J = law.perturbed(x[:1], draws)[0]  # x − I, shared by all instances
-            dfs.append(fx.view(-1, 1) - shared_point_outputs(model, J, target, N, batch_size))
-            Js.append(J.reshape(J.shape[0], d).to(f64))
-        elif mode == "shared_I":
+    if mode == "shared_point":
+        if moments is None or moments.J is None:
+            moments = shared_point_moments(model, law, x, n, generator, batch_size, keep_draws=True)
+        cols = moments.columns(target, N)
+        dfs.append(fx.view(-1, 1) - moments.outs.t()[cols])
+        Js.append(moments.J)
+    for _, draws in (draw_blocks(law, F, n, generator, x.device, x.dtype) if mode != "shared_point" else ()):
+        if mode == "shared_I":
             J = law.apply(x[:1], draws)[0]
             dfs.append(function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws))
             Js.append(J.reshape(J.shape[0], d).to(f64))
@@ -255,10 +321,27 @@ def continuous_optimal_cv(model, law, x: Tensor, target: Optional[Tensor], n: in
 GRAM_BUDGET = 1 << 28
 
 
+def _shared_point_solve(S: Tensor, m: Tensor, xf: Tensor, c: Tensor, ridge: float) -> Tensor:
+    """Solve ``(S − m xᵀ − x mᵀ + x xᵀ + λ Id) φ = c`` per instance (groups under :data:`GRAM_BUDGET`)."""
+    N, d = xf.shape
+    out = torch.empty(N, d, dtype=torch.float64, device=xf.device)
+    group = max(1, GRAM_BUDGET // (8 * d * d))
+    for sl in chunks(N, group):
+        xs = xf[sl]
+        Mn = S.unsqueeze(0) - m.view(1, d, 1) * xs.unsqueeze(1) - xs.unsqueeze(2) * m.view(1, 1, d) \
+            + xs.unsqueeze(2) * xs.unsqueeze(1)
+        L = cholesky_factor(add_ridge_(Mn, ridge))
+        out[sl] = torch.cholesky_solve(c[sl].unsqueeze(2), L).squeeze(2)
+    return out
+
+
 def continuous_optimal(model, law, x: Tensor, target: Optional[Tensor], n: int, generator, batch_size: int,
-                       ridge: float, mode: Optional[str] = None) -> Tensor:
+                       ridge: float, mode: Optional[str] = None,
+                       moments: Optional[SharedPointMoments] = None) -> Tensor:
     """``Φ*_n = (E[IIᵀ] + λ_n Id)⁻¹ E[I Δf]`` for every instance (float64, shape (N, d)),
-    ``λ_n = ridge · tr E[IIᵀ] / d``."""
+    ``λ_n = ridge · tr E[IIᵀ] / d``. Under a ``"shared_point"`` law (NoisyBaseline) the draws enter
+    through :class:`SharedPointMoments` (``moments``, else accumulated here): with ``Δf = f(x) − f(J)``,
+    ``E[IIᵀ] = S − m xᵀ − x mᵀ + x xᵀ`` and ``E[I Δf] = x (f(x) − f̄) − (f(x) m − f̄J)``."""
     mode = mode or continuous_mode(law)
     F = tuple(x.shape[1:])
     N = x.shape[0]
@@ -268,42 +351,27 @@ def continuous_optimal(model, law, x: Tensor, target: Optional[Tensor], n: int, 
     xf = x.reshape(N, d).to(f64)
     total = 0
     n_blocks = 1 if getattr(law, "n_fixed", None) is not None else -(-n // DRAW_BLOCK)
-    if mode in ("shared_point", "shared_I"):
+    if mode == "shared_point":
+        mom = moments if moments is not None else shared_point_moments(model, law, x, n, generator, batch_size)
+        cols = mom.columns(target, N)
+        f_x = fx.to(f64)
+        mD = f_x - mom.f_mean[cols]  # E[Δf]
+        cJ = f_x.view(-1, 1) * mom.m.view(1, -1) - mom.fJ_mean[cols]  # E[Δf J]
+        return _shared_point_solve(mom.S, mom.m, xf, xf * mD.view(-1, 1) - cJ, ridge)
+    if mode == "shared_I":
         S = torch.zeros(d, d, dtype=f64, device=x.device)
-        m = torch.zeros(d, dtype=f64, device=x.device)
         cJ = torch.zeros(N, d, dtype=f64, device=x.device)
-        mD = torch.zeros(N, dtype=f64, device=x.device)
         for _, draws in progress(draw_blocks(law, F, n, generator, x.device, x.dtype), total=n_blocks, desc="draws"):
-            if mode == "shared_point":
-                J = law.perturbed(x[:1], draws)[0]  # (k, *F), the same for every instance
-                df = fx.view(-1, 1) - shared_point_outputs(model, J, target, N, batch_size)
-            else:
-                J = law.apply(x[:1], draws)[0]  # I, the same for every instance
-                df = function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws)
+            J = law.apply(x[:1], draws)[0]  # I, the same for every instance
+            df = function_differences(model, x, target, None, batch_size, fx, law=law, draws=draws)
             J = J.reshape(J.shape[0], d).to(f64)
             total += J.shape[0]
             S.addmm_(J.t(), J)
-            m += J.sum(0)
-            df = df.to(f64)
-            cJ.addmm_(df, J)
-            mD += df.sum(1)
+            cJ.addmm_(df.to(f64), J)
         S /= total
-        m /= total
         cJ /= total
-        mD /= total
-        if mode == "shared_I":
-            L = cholesky_factor(add_ridge_(S, ridge))
-            return torch.cholesky_solve(cJ.t(), L).t()
-        c = xf * mD.view(-1, 1) - cJ  # E[(x − J) Δf]
-        out = torch.empty(N, d, dtype=f64, device=x.device)
-        group = max(1, GRAM_BUDGET // (8 * d * d))
-        for sl in chunks(N, group):
-            xs = xf[sl]
-            Mn = S.unsqueeze(0) - m.view(1, d, 1) * xs.unsqueeze(1) - xs.unsqueeze(2) * m.view(1, 1, d) \
-                + xs.unsqueeze(2) * xs.unsqueeze(1)
-            L = cholesky_factor(add_ridge_(Mn, ridge))
-            out[sl] = torch.cholesky_solve(c[sl].unsqueeze(2), L).squeeze(2)
-        return out
+        L = cholesky_factor(add_ridge_(S, ridge))
+        return torch.cholesky_solve(cJ.t(), L).t()
     # general: per-instance E[IIᵀ]; instance groups replay the same draws (generator state restored)
     out = torch.empty(N, d, dtype=f64, device=x.device)
     group = max(1, GRAM_BUDGET // (8 * d * d))

@@ -20,10 +20,12 @@ from ._regression import (
     cholesky_factor,
     constrained_solve,
     continuous_optimal,
+    continuous_mode,
     continuous_optimal_cv,
     draw_blocks,
     n_draws,
     ridge_cv,
+    shared_point_moments,
 )
 
 #: the fixed relative ridge (``ridge=`` a number; also the fallback of ``ridge="cv"``)
@@ -62,8 +64,9 @@ class _GramCache:
             self._factor_key, self._factor = key, L
 
     def clear_cache(self) -> None:
-        """Drop the cached factor (it can be large: G×G float64)."""
+        """Drop the cached factor (it can be large: G×G float64) and the cached draws' moments."""
         self._factor_key, self._factor = None, None
+        self._moments_key, self._moments = None, None
 
 
 class Optimal(_GramCache, Explainer):
@@ -83,7 +86,12 @@ class Optimal(_GramCache, Explainer):
 
     * continuous laws (NoisyBaseline, Gaussian, Infinitesimal, Fixed(I)), ``kind="local"``:
       ``Φ* = (E_n[IIᵀ] + λ Id)⁻¹ E_n[I Δf]``, ``Δf = f(x) − f(x − I)``, ``λ = ρ · tr E_n[IIᵀ] / d``;
-      under NoisyBaseline the model runs once per draw for all instances (``x − I`` is shared).
+      under NoisyBaseline the model runs once per draw for all instances (``x − I`` is shared),
+      and, with ``cache=True`` and the same seed, once per draw for all calls: the draws' moments
+      are kept (``E[x₀x₀ᵀ]``, ``E[x₀]``, the outputs' means, for every class) until the seed, the law,
+      the shape or the model's parameters change, so the explanation at every sensitivity
+      neighbour costs one forward pass and a ``d × d`` solve (the cross-validated fit keeps the
+      ``n × d`` draws and their outputs instead).
       Refused for ``d > 16384``.
     * binary laws, ``kind="global"`` (B.2 trick): ``g = (E_n[zzᵀ] + λ Id)⁻¹ E_n[z Δf]`` over the
       ``G`` groups, ``A = perturbation.spread(g)`` (``A = (x − b) ⊙ Φ*``).
@@ -172,6 +180,23 @@ class Optimal(_GramCache, Explainer):
     def _fixed_ridge(self) -> float:
         return DEFAULT_RIDGE if self.ridge == "cv" else self.ridge
 
+    def _shared_moments(self, law, x: Tensor, n: int, generator, keep_draws: bool):
+        """The law's :class:`~xailib.explainers._regression.SharedPointMoments`, reused across calls
+        whose draws are the same (same seed, law, shape, count, device and dtype) and whose model
+        has not changed (same parameters and buffers, unmodified in place: their version counters)."""
+        key = None
+        if self.cache and self._seed_key is not None:
+            state = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers())) \
+                if isinstance(self.model, torch.nn.Module) else None
+            key = (id(self.model), state, id(law), repr(law), tuple(x.shape[1:]), n, str(x.device), x.dtype,
+                   self._seed_key, keep_draws)
+            if state is not None and getattr(self, "_moments_key", None) == key:
+                return self._moments
+        mom = shared_point_moments(self.model, law, x, n, generator, self.batch_size, keep_draws=keep_draws)
+        if key is not None and key[1] is not None:
+            self._moments_key, self._moments = key, mom
+        return mom
+
     def _solve(self, L, c, x, target, F):
         if not self.efficiency:
             return torch.cholesky_solve(c.t(), L).t()
@@ -186,12 +211,16 @@ class Optimal(_GramCache, Explainer):
         self.cv_ridge_ = None
         if not law.binary:
             n = n_draws(law, self.n_samples)
-            if self._use_cv(n, x[0].numel()):
+            use_cv = self._use_cv(n, x[0].numel())
+            moments = None
+            if (self._mode or continuous_mode(law)) == "shared_point":
+                moments = self._shared_moments(law, x, n, generator, keep_draws=use_cv)
+            if use_cv:
                 phi, self.cv_ridge_ = continuous_optimal_cv(self.model, law, x, target, n, generator,
-                                                            self.batch_size, self.ridge_grid, self._mode)
+                                                            self.batch_size, self.ridge_grid, self._mode, moments)
             else:
                 phi = continuous_optimal(self.model, law, x, target, n, generator, self.batch_size,
-                                         self._fixed_ridge(), self._mode)
+                                         self._fixed_ridge(), self._mode, moments)
             return phi.to(x.dtype).view_as(x)
         fx = forward_batched(self.model, x, target, self.batch_size)
         sup = exact_support(law, F, self.exact, x.device, x.dtype)
