@@ -200,3 +200,35 @@ def test_torchscript_model_on_image_folder(tmp_path):
     msg_args = [a if a != "pred" else "label" for a in argv]
     with pytest.raises(SystemExit):
         cli.main(msg_args[:-1] + [str(tmp_path / "g.csv")])  # no class sub-folders: no labels
+
+
+def test_torchvision_classifier_by_name_offline(tmp_path, monkeypatch):
+    """--model resnet18: torchvision's weights from the hub cache; missing weights name the fix
+    (no network call); the data set's own laws (ImageNet: squares of 10-30 on 2×2 superpixels)."""
+    import argparse
+
+    import torchvision
+
+    from xailib import pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("XAILIB_DOWNLOAD", raising=False)
+    with pytest.raises(cli.CliError, match="XAILIB_DOWNLOAD=1"):
+        cli.load_model("resnet18", quiet=True)
+    path = pretrained.imagenet_weights_file("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    ref = torchvision.models.resnet18(weights=None).eval()
+    torch.save(ref.state_dict(), path)
+    model = cli.load_model("resnet18", quiet=True)
+    x = torch.rand(1, 3, 64, 64)
+    from xailib.data import IMAGENET_MEAN, IMAGENET_STD
+
+    norm = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(norm))
+    args = argparse.Namespace(data="imagenet", n_infd=8, n_sens=1, radius=0.1, n_sg=2, sg_radius=0.2, ig_steps=2,
+                              n_opt=8, n_shap=8)
+    s = cli.settings_from(args)
+    assert s["square_sizes"] == (10, 30) and s["square_groups"] == 2
+    assert cli.settings_from(argparse.Namespace(**dict(vars(args), data="mnist")))["square_sizes"] == (1, 10)
