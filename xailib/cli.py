@@ -213,11 +213,9 @@ def load_model(name: str, quiet: bool):
     try:
         models.model_config(name)
     except Exception:
-        import torchvision
+        from . import pretrained
 
-        if name in torchvision.models.list_models(module=torchvision.models):
-            from . import pretrained
-
+        if name in pretrained._classifiers():
             try:
                 with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
                     return pretrained.imagenet_model(name, verbose=True)

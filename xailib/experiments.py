@@ -477,11 +477,12 @@ def load_chapter_model(dataset: str, device=None, arch: Optional[str] = None, ve
     matches the profile's config). ImageNet: ``xailib.pretrained.imagenet_model(arch)``. When the
     data or the weights are missing (or their download fails), the same architecture with random
     weights is returned with ``status.real = False``: use it for costs only, never for
-    explanation-quality numbers. Prints ``status.line`` (one line) when ``verbose``.
+    explanation-quality numbers. With ``verbose``, prints ``status.line`` (one line) when it differs
+    from :func:`chapter_status`'s, which a chapter prints first (a failed load or download).
     """
     from . import models, pretrained
 
-    status = chapter_status(dataset, arch)
+    status = first = chapter_status(dataset, arch)
     model = None
     if status.real:
         try:
@@ -504,7 +505,7 @@ def load_chapter_model(dataset: str, device=None, arch: Optional[str] = None, ve
         model.eval()
         if device is not None:
             model.to(device)
-    if verbose:
+    if verbose and status.line != first.line:
         print(status.line)
     return model, status
 
