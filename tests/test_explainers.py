@@ -439,7 +439,7 @@ def test_generator_argument_and_stochastic_flags():
     assert not torch.equal(a, b)
     opt = Optimal(net, P.SquareRemoval(sizes=(1, 2)), n_samples=300, exact=False, ridge=1e-6)
     first = opt(x)  # the E[zzᵀ] factor is cached for the next call with the same seed
-    assert opt._factor is not None and torch.equal(first, opt(x))
+    assert opt._store["factor"][1] is not None and torch.equal(first, opt(x))
     assert not torch.equal(first, opt(x, generator=4))
     exact = Optimal(net, P.SquareRemoval(sizes=(1, 2)))  # finite support: summed exactly, seed-free
     assert torch.equal(exact(x), exact(x, generator=4))

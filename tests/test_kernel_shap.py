@@ -45,3 +45,23 @@ def test_efficiency_switch_and_pairing_on_a_nonlinear_model():
         assert (big - exact).abs().max() < 0.02 * exact.abs().max(), kw
     small_err = (on - exact).abs().max()
     assert small_err > (KernelSHAP(net, n_samples=40000, seed=2)(x) - exact).abs().max()
+
+
+def test_masks_kept_across_calls_give_the_same_values_as_fresh_draws():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(20, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    x = torch.rand(4, 1, 4, 5)
+    t = torch.tensor([0, 1, 2, 1])
+    e = KernelSHAP(net, n_samples=301, seed=5)
+    first = e(x[:2], t[:2])
+    kept = e._store["masks"][1]
+    assert sum(int(z.shape[0]) for z in kept) == 151 and kept[0].dtype == torch.bool
+    again = e(x[2:], t[2:])  # replays the kept masks (and the kept Gram factor)
+    assert e._store["masks"][1] is kept
+    fresh = KernelSHAP(net, n_samples=301, seed=5, cache=False)
+    assert torch.equal(again, fresh(x[2:], t[2:]))
+    assert torch.equal(first, fresh(x[:2], t[:2]))
+    other_seed = KernelSHAP(net, n_samples=301, seed=6, cache=False)(x[2:], t[2:])
+    assert not torch.equal(again, other_seed)  # the check can tell different masks apart
+    e.seed = 6  # another seed: new masks, never the kept ones
+    assert torch.equal(e(x[2:], t[2:]), other_seed)

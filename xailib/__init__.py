@@ -8,6 +8,8 @@ A reproduction of Yeh et al., *On the (In)fidelity and Sensitivity of Explanatio
 * :mod:`xailib.metrics`: infidelity, max-sensitivity, robust infidelity, ``evaluate``;
 * :mod:`xailib.theory`: the paper's propositions and theorems as numerical checks;
 * :mod:`xailib.data`, :mod:`xailib.models`, :mod:`xailib.pretrained`: offline-first datasets, the chapters' models and torchvision's ImageNet classifiers;
+* :mod:`xailib.compiled`: :func:`xailib.accelerate <xailib.compiled.accelerate>`, the model's forward
+  passes without gradients compiled;
 * :mod:`xailib.toy`: the two-dimensional toy function of appendix A.5;
 * :mod:`xailib.paper`, :mod:`xailib.claims`, :mod:`xailib.experiments`: the paper's printed tables,
   the paired checks of its claims, the MNIST chapters' settings and explainer factories.
@@ -21,7 +23,8 @@ __version__ = "0.1.0"
 
 
 _SUBMODULES = ("perturbations", "explainers", "metrics", "theory", "data", "models", "toy", "attacks", "paper",
-               "claims", "experiments", "plots", "captum", "training", "cli", "sanity", "groundtruth", "pretrained")
+               "claims", "experiments", "plots", "captum", "training", "cli", "sanity", "groundtruth", "pretrained",
+               "compiled")
 
 
 def __getattr__(name):
@@ -29,7 +32,9 @@ def __getattr__(name):
         return import_module(f".{name}", __name__)
     if name == "evaluate":
         return import_module(".metrics", __name__).evaluate
+    if name == "accelerate":
+        return import_module(".compiled", __name__).accelerate
     raise AttributeError(f"module 'xailib' has no attribute {name!r}")
 
 
-__all__ = ["setup", "profile", "pick", "device", "make_generator", "evaluate", *_SUBMODULES]
+__all__ = ["setup", "profile", "pick", "device", "make_generator", "evaluate", "accelerate", *_SUBMODULES]

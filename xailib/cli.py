@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:1, ... (default: cuda:LOCAL_RANK when CUDA is available, else cpu)")
     g.add_argument("--batch-size", type=int, default=None, help="most model evaluations per forward pass")
+    g.add_argument("--compile", action="store_true",
+                   help="compile the forward passes without gradients (xailib.accelerate; needs a C++ compiler on CPU)")
     g.add_argument("--threads", type=int, default=None,
                    help="torch threads per process (default: CPU cores / processes on this machine)")
     g.add_argument("--out", required=True, help="output file: .csv, or .parquet (needs pyarrow)")
@@ -150,8 +152,8 @@ def settings_from(args) -> dict:
 
     key = str(args.data).lower().replace("-", "")
     s = dict(settings(key if key in SETTINGS else "mnist", "default"))
-    for k in ("n_instances", "explainers", "arch", "image_size"):
-        s.pop(k, None)  # set by --n / --explainers / --model / --image-size, not value-changing settings
+    for k in ("n_instances", "explainers", "arch", "image_size", "compiled"):
+        s.pop(k, None)  # set by --n / --explainers / --model / --image-size / --compile, not value-changing settings
     s.update(n_infd=args.n_infd, n_sens=args.n_sens, sens_radius=args.radius, n_sg=args.n_sg,
              sg_radius=args.sg_radius, ig_steps=args.ig_steps, n_opt=args.n_opt, n_shap=args.n_shap)
     return s
@@ -317,7 +319,8 @@ def _split_of(args) -> Optional[str]:
 
 
 def configuration(args, model_id: str) -> dict:
-    """Every input that changes a value (not ``--n``, ``--out``, ``--device``, ``--batch-size``, ``--threads``)."""
+    """Every input that changes a value (not ``--n``, ``--out``, ``--device``, ``--batch-size``, ``--threads``,
+    ``--compile``)."""
     return {
         "format": FORMAT_VERSION,
         "model": model_id,
@@ -537,6 +540,10 @@ def run_evaluate(args) -> int:
     model = load_model(args.model, quiet=quiet_io).to(device=device, dtype=dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    if args.compile:
+        from .compiled import accelerate
+
+        model = accelerate(model)
     s = settings_from(args)
     try:
         explainers = _make_explainers(model, s, names=explainer_names)

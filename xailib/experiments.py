@@ -9,8 +9,9 @@
   data set's table;
 * :func:`load_networks`, :func:`networks_table`: the regular and the adversarially trained
   network, with their clean and PGD accuracies;
-* :func:`sample_ratios`, :func:`project_time`, :func:`measure_costs`: the paper profile's run
-  time projected from measured costs;
+* :func:`sample_ratios`, :func:`project_time`, :func:`measure_costs`, :func:`projected_costs`: the
+  paper profile's run time projected from measured costs;
+* :func:`table_model`: the model a table runs (compiled forward passes under the MNIST paper profile);
 * :func:`chapter_status`, :func:`optimal_system_cost`: what a chapter can run in this build
   (data and weights present or not) and the size of an optimal explanation's linear system.
 """
@@ -45,6 +46,7 @@ MNIST_SETTINGS = {
     "nb_sigma": (0.2, 0.2, "noisy baseline: x0 = clip(0 + σε, 0, 1)"),
     "square_sizes": ((1, 10), (1, 10), "square removal: side range (pixels)"),
     "square_weighting": ("sides", "sides", "square removal: uniform over sides, then positions"),
+    "compiled": (False, True, "forward passes without gradients compiled (xailib.accelerate)"),
 }
 
 #: The CIFAR-10 settings of appendix B.1, with the paper's counts, squares of side 1-15 on 32×32, SHAP
@@ -104,7 +106,8 @@ SMOKE = {"n_instances": 2, "n_infd": 16, "n_sens": 2, "sens_reps": 2, "n_sg": 2,
          "n_opt": 48, "n_shap": 32, "image_size": 64, "arch": "resnet18"}
 
 #: Defaults of settings added after a settings dict may have been built by older code.
-_LATER = {"n_igsg": None, "square_weighting": "sides", "sens_reps": 2, "square_groups": "pixel", "shap_groups": "pixel"}
+_LATER = {"n_igsg": None, "square_weighting": "sides", "sens_reps": 2, "square_groups": "pixel", "shap_groups": "pixel",
+          "compiled": False}
 
 
 def _get(s: Mapping, key: str):
@@ -183,6 +186,19 @@ def laws(settings: Optional[Mapping] = None) -> dict:
                                     groups=_get(s, "square_groups"))}
 
 
+def table_model(model, settings: Optional[Mapping] = None):
+    """The model a table runs: ``model`` itself, or :func:`xailib.accelerate <xailib.compiled.accelerate>` of it when
+    ``settings["compiled"]`` (the MNIST paper profile: forward passes without gradients compiled,
+    gradients from the model itself). An already accelerated model is returned as is, so that one
+    wrapper, compiled once, serves the explainers and the metrics."""
+    from .compiled import Accelerated, accelerate
+
+    s = mnist_settings() if settings is None else settings
+    if not _get(s, "compiled") or isinstance(model, Accelerated):
+        return model
+    return accelerate(model)
+
+
 def make_explainers(model, settings: Optional[Mapping] = None, sg_radius: Optional[float] = None,
                names: Optional[Sequence[str]] = None) -> dict:
     """The explainers of the MNIST tables, keyed by the row names of :data:`xailib.paper.METHODS`.
@@ -194,11 +210,13 @@ def make_explainers(model, settings: Optional[Mapping] = None, sg_radius: Option
     over its support, or from ``n_opt`` sampled squares when ``settings["square_exact"]`` is False) and
     Occlusion-1 (Prop. 2.3). ``names`` keeps some of them (default: ``settings["explainers"]``,
     else all ten). SHAP's players are the groups of ``square_groups`` (pixels: a pixel's channels
-    together).
+    together). With ``settings["compiled"]`` the explainers share :func:`table_model`'s compiled
+    wrapper (pass that wrapper to share it with ``evaluate`` too).
     """
     from .explainers import Gradient, GuidedBackprop, IntegratedGradients, KernelSHAP, Occlusion, Optimal, SmoothGrad
 
     s = mnist_settings() if settings is None else settings
+    model = table_model(model, s)
     r = s["sg_radius"] if sg_radius is None else sg_radius
     keep = list(s.get("explainers", METHODS)) if names is None else list(names)
     unknown = [n for n in keep if n not in METHODS]
@@ -306,9 +324,11 @@ def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forwa
     return out
 
 
-def measure_costs(explainers: Mapping, x, target, model=None) -> tuple:
+def measure_costs(explainers: Mapping, x, target, model=None, forward_batch: Optional[int] = None) -> tuple:
     """Seconds per explanation of each explainer (one call on the batch ``x``, divided by its size)
-    and, with ``model``, seconds per forward pass (one batched pass over ``x``).
+    and, with ``model``, seconds per forward pass (one batched pass without gradients over ``x``,
+    or over ``forward_batch`` inputs made by repeating ``x``: the batch size of the metrics'
+    forward passes, more representative of them than a few instances).
 
     Returns ``(seconds: dict, seconds_per_forward: float or None, explanations: dict)``; the
     explanations are kept for figures. On a GPU the device is synchronised around each timing.
@@ -331,14 +351,68 @@ def measure_costs(explainers: Mapping, x, target, model=None) -> tuple:
         seconds[name] = (time.perf_counter() - t0) / n
     sec_fwd = None
     if model is not None:
+        xf = x
+        if forward_batch is not None and forward_batch > n:
+            xf = x.repeat(-(-forward_batch // n), *([1] * (x.dim() - 1)))[:forward_batch]
         with torch.no_grad():
-            model(x)  # warm-up
+            model(xf)  # warm-up
             sync()
             t0 = time.perf_counter()
-            model(x)
+            model(xf)
             sync()
-            sec_fwd = (time.perf_counter() - t0) / n
+            sec_fwd = (time.perf_counter() - t0) / xf.shape[0]
     return seconds, sec_fwd, phis
+
+
+def projected_costs(model, x, target, default: Optional[Mapping] = None, paper: Optional[Mapping] = None,
+                    paper_counts: Sequence[str] = ("SHAP", "NB"), forward_batch: int = 1024) -> tuple:
+    """The MNIST chapter's cost table: each explainer's measured cost, and both profiles' table
+    times projected from it (:func:`project_time`).
+
+    1. Every explainer of ``default`` explains the batch ``x`` once, with the default profile's
+       model (:func:`table_model`); one forward pass over ``forward_batch`` inputs is timed too.
+    2. When the paper profile runs another model (``paper["compiled"]``: compiled forward passes),
+       the same is measured again with that model, after compiling every shape it will use
+       (:meth:`xailib.compiled.Accelerated.warm_up`), so compilation is not counted.
+    3. The explainers of ``paper_counts`` are timed at the paper's counts with the paper's model,
+       on a second instance after a first call: NB keeps its draws' moments and SHAP its Gram
+       factor across the calls of a table, so every further explanation costs what this one does.
+
+    The default column is projected from 1, the paper column from 2 and 3. Returns ``(table,
+    explanations, info)``: the :func:`project_time` table, the explanations of 1 (for figures),
+    and ``info`` with the measured ``seconds`` per explanation (1) and ``seconds_paper_model`` (2),
+    ``forward`` and ``forward_paper`` (seconds per forward pass) and ``paper_seconds`` (3).
+    """
+    d = mnist_settings("default") if default is None else default
+    p = mnist_settings("paper") if paper is None else paper
+    model_d = table_model(model, d)
+    cost, fwd, phis = measure_costs(make_explainers(model_d, d), x, target, model=model_d, forward_batch=forward_batch)
+    model_p = table_model(model, p)
+    if model_p is model_d:
+        cost_p, fwd_p = cost, fwd
+    else:
+        if hasattr(model_p, "warm_up"):
+            model_p.warm_up(x[:1])
+        cost_p, fwd_p, _ = measure_costs(make_explainers(model_p, d), x, target, model=model_p,
+                                         forward_batch=forward_batch)
+    paper_seconds = {}
+    names = [n for n in paper_counts if n in p.get("explainers", METHODS)]
+    if names:
+        import time
+
+        for name, e in make_explainers(model_p, p, names=names).items():
+            e(x[:1], target[:1])
+            t0 = time.perf_counter()
+            e(x[1:2], target[1:2])
+            paper_seconds[name] = time.perf_counter() - t0
+    shape = tuple(x.shape[1:])
+    table = project_time(cost, fwd, default=d, paper=p, paper_seconds=paper_seconds, shape=shape)
+    if cost_p is not cost:
+        table_p = project_time(cost_p, fwd_p, default=d, paper=p, paper_seconds=paper_seconds, shape=shape)
+        table["paper [min]"] = table_p["paper [min]"]
+    info = {"seconds": cost, "seconds_paper_model": cost_p, "forward": fwd, "forward_paper": fwd_p,
+            "paper_seconds": paper_seconds}
+    return table, phis, info
 
 
 #: The two networks of the MNIST chapters, ``{network -> model name of xailib.models.get_model}``.

@@ -54,12 +54,16 @@ def add_gram(M: Tensor, z: Tensor) -> None:
 
 
 def binary_moments(model, law, x: Tensor, target: Optional[Tensor], n: int, generator, batch_size: int,
-                   fx: Tensor, need_gram: bool = True, paired: bool = False, desc: str = "masks"):
+                   fx: Tensor, need_gram: bool = True, paired: bool = False, desc: str = "masks",
+                   draws: Optional[list] = None):
     """``(M, c)``: ``M = (1/n) Σ zzᵀ`` (G×G float64, None when ``need_gram`` is False) and
     ``c = (1/n) Σ z Δf`` ((N, G) float64), ``Δf = f(x) − f(x − (x − b) ⊙ expand(z))``.
 
     ``paired=True``: each block of draws ``z`` is followed by its complements ``1 − z``
     (antithetic sampling, valid for laws symmetric under complement such as the Shapley kernel).
+    ``draws``: a list that keeps the draws (as bool blocks): an empty list is filled with this
+    call's draws, a filled one is replayed instead of drawing (the same draws, without drawing
+    them again: KernelSHAP's masks at every sensitivity neighbour).
     """
     F = tuple(x.shape[1:])
     G = law.n_groups(F)
@@ -68,7 +72,13 @@ def binary_moments(model, law, x: Tensor, target: Optional[Tensor], n: int, gene
     n_base = -(-n // 2) if paired else n
     total = 0
     blocks = list(range(0, n_base, DRAW_BLOCK)) if getattr(law, "n_fixed", None) is None else [0]
-    for _, z in progress(draw_blocks(law, F, n_base, generator, x.device, x.dtype), total=len(blocks), desc=desc):
+    if draws:
+        source = ((None, z.to(x.dtype)) for z in draws)
+    else:
+        source = draw_blocks(law, F, n_base, generator, x.device, x.dtype)
+        if draws is not None:
+            source = _recording(source, draws)
+    for _, z in progress(source, total=len(blocks), desc=desc):
         zs = [z, 1 - z] if paired else [z]
         for zz in zs:
             if total >= n:
@@ -83,6 +93,12 @@ def binary_moments(model, law, x: Tensor, target: Optional[Tensor], n: int, gene
         M /= total
     c /= total
     return M, c
+
+
+def _recording(blocks, store: list):
+    for s, z in blocks:
+        store.append(z.to(torch.bool))
+        yield s, z
 
 
 def add_ridge_(M: Tensor, ridge: float) -> Tensor:

@@ -17,6 +17,9 @@ __all__ = ["KernelSHAP"]
 
 EFFICIENCY = ("shift", "constrained", "none")
 
+#: KernelSHAP keeps its masks across calls up to this many mask entries (bytes, as bool)
+MAX_KEPT_MASKS = 2 ** 28
+
 
 class KernelSHAP(_GramCache, Explainer):
     """KernelSHAP: Shapley values ``φ_g`` of the game ``v(S) = f(x_S, baseline elsewhere)``
@@ -30,10 +33,12 @@ class KernelSHAP(_GramCache, Explainer):
     ``min_φ E[(zᵀφ − Δf)²]  s.t.  Σ_g φ_g = f(x) − f(b)``,  ``Δf = f(x) − f(x with z at b)``:
 
     ``φ = M⁻¹c − M⁻¹1 (1ᵀM⁻¹c − (f(x) − f(b))) / (1ᵀM⁻¹1)``, ``M = E[zzᵀ] + λ Id``,
-    ``c = E[z Δf]``. The masks are shared across instances, so ``M`` is factored once (and cached
-    across calls with the same seed). As ``n_samples → ∞`` this is the exact Shapley value
-    (Prop. 2.4; regressing on removed rather than kept groups gives the dual game, which has the
-    same Shapley values). For a linear model ``φ = w ⊙ (x − b)`` (summed over each group).
+    ``c = E[z Δf]``. The masks are shared across instances, so ``M`` is factored once; the factor
+    and the masks themselves (as bool, up to ``MAX_KEPT_MASKS`` entries) are kept across calls
+    with the same seed, so an explanation at a sensitivity neighbour costs its forward passes
+    only. As ``n_samples → ∞`` this is the exact Shapley value (Prop. 2.4; regressing on removed
+    rather than kept groups gives the dual game, which has the same Shapley values). For a linear
+    model ``φ = w ⊙ (x − b)`` (summed over each group).
     ``A = ShapleyKernel.spread(φ)`` spreads each group's value evenly over its features.
     ``efficiency`` chooses how ``Σ_g φ_g = f(x) − f(b)`` is imposed. ``"constrained"``: the
     constrained solve above with the *sampled* ``M``. ``"shift"`` (default): the plain least
@@ -83,8 +88,16 @@ class KernelSHAP(_GramCache, Explainer):
             return law.spread(total.view(-1, 1).to(x.dtype), F)
         key = (F, self.n_samples, str(x.device), self._seed_key, self.ridge, self.paired)
         L = self._cached_factor(key)
+        # the masks too are the same at every call with this seed: kept (as bool) unless too large
+        n_base = -(-self.n_samples // 2) if self.paired else self.n_samples
+        mkey = (F, self.n_samples, str(x.device), self._seed_key, self.paired) if n_base * G <= MAX_KEPT_MASKS else None
+        masks = self._cache_get("masks", mkey)
+        record = masks is None and mkey is not None and self.cache and self._seed_key is not None
+        draws = masks if masks is not None else ([] if record else None)
         M, c = binary_moments(self.model, law, x, target, self.n_samples, generator, self.batch_size, fx,
-                              need_gram=L is None, paired=self.paired, desc=self.name)
+                              need_gram=L is None, paired=self.paired, desc=self.name, draws=draws)
+        if record:
+            self._cache_put("masks", mkey, draws)
         if L is None:
             add_ridge_(M, self.ridge)
             L = cholesky_factor(M, "E[zzᵀ]")

@@ -44,8 +44,12 @@ _NAMES = {"NoisyBaseline": "NB", "SquareRemoval": "Square"}
 
 
 class _GramCache:
-    """Single-entry cache of the Cholesky factor of ``E[zzᵀ] + ridge`` (binary laws): it does not
-    depend on ``x``, only on the law, the feature shape, ``n`` and the seed, so repeated calls with the same seed (sensitivity at many ``y``) reuse it."""
+    """Single-entry caches, one per slot, of what a fit computes from its draws alone, not from
+    ``x``: the Cholesky factor of ``E[zzᵀ] + ridge`` (binary laws, slot ``"factor"``), the model's
+    outputs and moments at draws that do not depend on ``x`` (``"moments"``), KernelSHAP's masks
+    (``"masks"``). Each entry is kept with a key (law, feature shape, count, device, seed, ...) and
+    reused only when the key matches, so repeated calls with the same seed (sensitivity at many
+    ``y``) reuse it; draws from an explicit ``torch.Generator`` are never cached."""
 
     def _make_generator(self, generator, device):
         if isinstance(generator, torch.Generator):
@@ -54,19 +58,25 @@ class _GramCache:
             self._seed_key = self.seed if generator is None else generator
         return super()._make_generator(generator, device)
 
+    def _cache_get(self, slot: str, key):
+        if key is None or not self.cache or self._seed_key is None:
+            return None
+        entry = self.__dict__.get("_store", {}).get(slot)
+        return entry[1] if entry is not None and entry[0] == key else None
+
+    def _cache_put(self, slot: str, key, value) -> None:
+        if key is not None and self.cache and self._seed_key is not None:
+            self.__dict__.setdefault("_store", {})[slot] = (key, value)
+
     def _cached_factor(self, key):
-        if self.cache and self._seed_key is not None and getattr(self, "_factor_key", None) == key:
-            return self._factor
-        return None
+        return self._cache_get("factor", key)
 
     def _store_factor(self, key, L) -> None:
-        if self.cache and self._seed_key is not None:
-            self._factor_key, self._factor = key, L
+        self._cache_put("factor", key, L)
 
     def clear_cache(self) -> None:
-        """Drop the cached factor (it can be large: G×G float64) and the cached draws' moments."""
-        self._factor_key, self._factor = None, None
-        self._moments_key, self._moments = None, None
+        """Drop every cached entry (the factor can be large: G×G float64)."""
+        self.__dict__["_store"] = {}
 
 
 class Optimal(_GramCache, Explainer):
@@ -185,16 +195,15 @@ class Optimal(_GramCache, Explainer):
         whose draws are the same (same seed, law, shape, count, device and dtype) and whose model
         has not changed (same parameters and buffers, unmodified in place: their version counters)."""
         key = None
-        if self.cache and self._seed_key is not None:
-            state = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers())) \
-                if isinstance(self.model, torch.nn.Module) else None
+        if self.cache and self._seed_key is not None and isinstance(self.model, torch.nn.Module):
+            state = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
             key = (id(self.model), state, id(law), repr(law), tuple(x.shape[1:]), n, str(x.device), x.dtype,
                    self._seed_key, keep_draws)
-            if state is not None and getattr(self, "_moments_key", None) == key:
-                return self._moments
+            mom = self._cache_get("moments", key)
+            if mom is not None:
+                return mom
         mom = shared_point_moments(self.model, law, x, n, generator, self.batch_size, keep_draws=keep_draws)
-        if key is not None and key[1] is not None:
-            self._moments_key, self._moments = key, mom
+        self._cache_put("moments", key, mom)
         return mom
 
     def _solve(self, L, c, x, target, F):

@@ -218,9 +218,10 @@ class ShapleyKernel(BinaryPerturbation):
         for s in range(0, n, block):
             e = min(n, s + block)
             u = torch.rand(e - s, G, generator=g, device=g.device, dtype=torch.float64)
-            # the k smallest of G iid uniforms form a uniform subset of size k
-            ranks = torch.argsort(torch.argsort(u, dim=1), dim=1)
-            out[s:e] = (ranks < k[s:e].view(-1, 1)).to(device=device, dtype=dtype)
+            # the k smallest of G iid uniforms form a uniform subset of size k: those at or below the
+            # k-th smallest (one sort; ranks by a double argsort give the same set at twice the cost)
+            kth = torch.sort(u, dim=1).values.gather(1, (k[s:e] - 1).view(-1, 1))
+            out[s:e] = (u <= kth).to(device=device, dtype=dtype)
         return out
 
     #: ``support`` is refused above this many groups (2^G − 2 atoms)
