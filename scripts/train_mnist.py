@@ -82,6 +82,11 @@ def main(argv=None) -> int:
         "command": "python scripts/train_mnist.py" + (" --robust" if args.robust else "")
         + (f" --override '{args.override}'" if args.override else ""),
     }
+    previous = out / f"{name}.json"
+    if previous.exists():  # the record of how these settings were chosen stays while the settings do
+        sel = json.loads(previous.read_text()).get("selection")
+        if sel and sel.get("chosen_key") == key:
+            sidecar["selection"] = sel
     with open(out / f"{name}.json", "w") as fh:
         json.dump(sidecar, fh, indent=1)
         fh.write("\n")

@@ -21,6 +21,12 @@ def small_cnn(seed=0):
                          nn.Linear(4 * 5 * 5, 3)).eval()
 
 
+def wrapped_cnn(n, max_batch=16):
+    """A small CNN, its wrapper (pieces of 16 to ``max_batch`` inputs) and ``n`` inputs for it."""
+    m = small_cnn()
+    return m, xailib.accelerate(m, min_batch=16, max_batch=max_batch), torch.rand(n, 1, 12, 12)
+
+
 class CheatsWhenCompiled(nn.Module):
     """A planted error: adds 1 to its output when traced by torch.compile."""
 
@@ -47,9 +53,7 @@ def test_pieces_cover_the_batch_with_few_shapes(n, lo, hi):
 
 @needs_compiler
 def test_compiled_forward_matches_the_model_and_is_used():
-    m = small_cnn()
-    fast = xailib.accelerate(m, min_batch=16, max_batch=32)
-    x = torch.rand(100, 1, 12, 12)
+    m, fast, x = wrapped_cnn(100, max_batch=32)
     with torch.no_grad():
         ref = m(x)
         out = fast(x)
@@ -61,9 +65,7 @@ def test_compiled_forward_matches_the_model_and_is_used():
 
 @needs_compiler
 def test_gradients_and_training_mode_use_the_model_itself():
-    m = small_cnn()
-    fast = xailib.accelerate(m, min_batch=16, max_batch=16)
-    x = torch.rand(20, 1, 12, 12)
+    m, fast, x = wrapped_cnn(20)
     t = torch.randint(0, 3, (20,))
     assert torch.equal(Gradient(fast)(x, t), Gradient(m)(x, t))
     assert fast.compiled_calls == 0
@@ -76,9 +78,7 @@ def test_gradients_and_training_mode_use_the_model_itself():
 
 @needs_compiler
 def test_weights_changed_after_wrapping_are_seen():
-    m = small_cnn()
-    fast = xailib.accelerate(m, min_batch=16, max_batch=16)
-    x = torch.rand(16, 1, 12, 12)
+    m, fast, x = wrapped_cnn(16)
     with torch.no_grad():
         before = fast(x)
         m[0].weight.mul_(-2.0)  # in place: the compiled copy has the old weights frozen in
@@ -108,9 +108,7 @@ def test_a_compiled_model_that_differs_is_caught_and_dropped():
 
 @needs_compiler
 def test_forward_only_explainers_agree_with_the_eager_model():
-    m = small_cnn()
-    fast = xailib.accelerate(m, min_batch=16, max_batch=64)
-    x = torch.rand(3, 1, 12, 12)
+    m, fast, x = wrapped_cnn(3, max_batch=64)
     t = torch.tensor([0, 1, 2])
     for make in (lambda f: KernelSHAP(f, n_samples=400, seed=3), lambda f: Occlusion(f)):
         a, b = make(fast)(x, t), make(m)(x, t)
@@ -163,9 +161,7 @@ def test_projected_costs_project_the_paper_column_from_the_compiled_network():
 def test_copies_carry_the_model_and_compile_their_own():
     import copy
 
-    m = small_cnn()
-    fast = xailib.accelerate(m, min_batch=16, max_batch=16)
-    x = torch.rand(16, 1, 12, 12)
+    m, fast, x = wrapped_cnn(16)
     with torch.no_grad():
         fast(x)
         twin = copy.deepcopy(fast)  # e.g. a sanity check's cascading randomisation copies the model

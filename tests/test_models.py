@@ -1,5 +1,6 @@
 """xailib.models: architectures, training, config-keyed checkpoint cache, committed weights."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,6 +146,31 @@ def test_committed_sidecars_match_config(name):
     assert (models.weights_dir() / f"{name}.pt").stat().st_size < 400_000
     state = torch.load(models.weights_dir() / f"{name}.pt", weights_only=True)
     assert all(v.dtype == torch.float32 for v in state.values())
+
+
+def _selection_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "select_robust_mnist.py"
+    spec = importlib.util.spec_from_file_location("select_robust_mnist", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_robust_weights_are_the_validation_choice():
+    """The robust weights' settings are the candidate that won on the validation split: its record is
+    complete, the winner is the best by the script's ranking, and the committed config is the
+    winner's settings on all 4,000 digits (changing the config without selecting again fails here)."""
+    sel_mod = _selection_script()
+    side = models.model_card("mnist_cnn_robust")
+    sel = side["selection"]
+    assert set(sel["candidates"]) == set(sel_mod.CANDIDATES) and sel["n_val"] + sel["n_train"] == 4000
+    assert sel["chosen"] == sel_mod.choose(sel)
+    assert sel["candidates"][sel["chosen"]]["val_worst"] == max(c["val_worst"] for c in sel["candidates"].values())
+    assert sel_mod.candidate_config(sel["chosen"]) == models.model_config("mnist_cnn_robust") == side["config"]
+    assert sel["chosen_key"] == side["key"]
+    assert sel_mod.candidate_config(sel["chosen"], 3500) != side["config"]  # candidates saw 3,500 digits
 
 
 @pytest.mark.parametrize("name", models.MNIST_MODEL_NAMES)

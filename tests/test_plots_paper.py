@@ -198,6 +198,17 @@ def test_claims_on_an_evaluate_table():
     assert (rob["difference"] == 0).all() and (rob["verdict"] == "inconclusive").all()
     with pytest.raises(ValueError, match="per-instance"):
         claims.long_form(paper.table4("regular"))
+    # mean ± total se: the total combines the spread over digits with the Monte-Carlo error
+    tot = claims.with_total_se(table, ["SENS_max", "INFD[NB]"])
+    assert list(tot.columns) == ["SENS_max", "SENS_max ± total", "INFD[NB]", "INFD[NB] ± total"]
+    g = table.summary.loc["Grad-SG"]
+    assert tot.loc["Grad-SG", "SENS_max ± total"] == pytest.approx(np.hypot(g["SENS_max se"], g["SENS_max mc se"]))
+    assert tot.loc["Grad-SG", "SENS_max ± total"] > g["SENS_max se"]  # SmoothGrad's own draws add error
+    assert claims.with_total_se(table.summary, ["SENS_max"]).equals(tot[["SENS_max", "SENS_max ± total"]])
+    with pytest.raises(ValueError, match="INFD\\[Occlusion\\]"):
+        claims.with_total_se(table, ["INFD[Occlusion]"])
+    with pytest.raises(TypeError, match="summary DataFrame"):
+        claims.with_total_se([1, 2], ["SENS_max"])
 
 
 def test_settings_explainers_headline_and_projection():

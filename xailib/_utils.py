@@ -285,6 +285,14 @@ def function_differences(
 
 
 # --------------------------------------------------------------------------- models
+def model_state_key(model: nn.Module) -> tuple:
+    """A key that changes when any parameter or buffer of ``model`` is replaced or modified in
+    place (its identity, storage, version counter, device and dtype): what caches of model outputs
+    are keyed on (:class:`xailib.compiled.Accelerated`, the NB moments of ``Optimal``)."""
+    return tuple((id(t), t.data_ptr(), t._version, t.device.type, t.dtype)
+                 for t in (*model.parameters(), *model.buffers()))
+
+
 def check_model(model, name: str = "model"):
     """Validate a model: a callable ``f(x) -> (N,) | (N, C)`` (an ``nn.Module`` or a function)."""
     if model is None:

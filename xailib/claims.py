@@ -416,6 +416,24 @@ def summary_table(df: pd.DataFrame, metrics: Sequence[str], methods: Sequence[st
     return res
 
 
+def with_total_se(table, metrics: Sequence[str]) -> pd.DataFrame:
+    """Each metric's mean over instances next to its total standard error (over instances and
+    Monte-Carlo draws), as columns ``<metric>`` and ``<metric> ± total``; one row per explainer.
+
+    ``table``: an :func:`xailib.metrics.evaluate` table or its ``summary`` frame (which has the
+    ``<metric> total se`` columns). The chapters' first table (``notebooks/mnist``).
+    """
+    summary = getattr(table, "summary", table)
+    if not isinstance(summary, pd.DataFrame):
+        raise TypeError(f"`table` must be an evaluate() table or its summary DataFrame, got {type(table).__name__}")
+    cols = [c for m in metrics for c in (m, f"{m} total se")]
+    missing = [c for c in cols if c not in summary.columns]
+    if missing:
+        raise ValueError(f"`metrics`: the table has no columns {missing}; metrics with a total se: "
+                         f"{[c[:-len(' total se')] for c in summary.columns if str(c).endswith(' total se')]}")
+    return summary[cols].rename(columns=lambda c: c.replace(" total se", " ± total"))
+
+
 def side_by_side(measured: pd.DataFrame, network: str, metrics: Mapping[str, str]) -> pd.DataFrame:
     """Measured summary next to the printed Table 4 values of ``network``.
 

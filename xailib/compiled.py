@@ -34,10 +34,12 @@ import contextlib
 import copy
 import logging
 import warnings
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
+
+from ._utils import model_state_key
 
 __all__ = ["Accelerated", "accelerate"]
 
@@ -89,19 +91,21 @@ class Accelerated(nn.Module):
             raise ValueError(f"`rtol` must be > 0, got {rtol!r}")
         self.module = model
         self.min_batch, self.max_batch, self.rtol, self.check = min_batch, max_batch, float(rtol), bool(check)
-        self._state = {"key": None, "fn": None, "checked": set(), "failed": None, "calls": 0}
+        self._state = self._fresh_state(failed=None)
 
     # ------------------------------------------------------------------ state
     def __getstate__(self):
         """Copies (``copy.deepcopy``, pickling) carry the model, not the compiled copy: theirs is
         compiled when first needed."""
         state = self.__dict__.copy()
-        state["_state"] = {"key": None, "fn": None, "checked": set(), "failed": self._state["failed"], "calls": 0}
+        state["_state"] = self._fresh_state(failed=self._state["failed"])
         return state
 
-    def _weights_key(self) -> Tuple:
-        ts = list(self.module.parameters()) + list(self.module.buffers())
-        return tuple((id(t), t._version, t.device.type, t.dtype) for t in ts)
+    @staticmethod
+    def _fresh_state(failed: Optional[str]) -> dict:
+        """No compiled copy yet (``key``: the model state it was compiled from, ``checked``: the
+        shapes whose first output was compared with the eager model's)."""
+        return {"key": None, "fn": None, "checked": set(), "failed": failed, "calls": 0}
 
     @property
     def fallback_reason(self) -> Optional[str]:
@@ -119,7 +123,7 @@ class Accelerated(nn.Module):
                       stacklevel=4)
 
     def _compiled(self):
-        key = self._weights_key()
+        key = model_state_key(self.module)
         st = self._state
         if st["fn"] is None or st["key"] != key:
             clone = copy.deepcopy(self.module).eval()

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._utils import DEFAULT_BATCH_SIZE, check_positive, forward_batched, function_differences
+from .._utils import DEFAULT_BATCH_SIZE, check_positive, forward_batched, function_differences, model_state_key
 from ..perturbations import ShapleyKernel, exact_support
 from ._base import Explainer, check_seed
 from ._regression import (
@@ -196,8 +196,7 @@ class Optimal(_GramCache, Explainer):
         has not changed (same parameters and buffers, unmodified in place: their version counters)."""
         key = None
         if self.cache and self._seed_key is not None and isinstance(self.model, torch.nn.Module):
-            state = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
-            key = (id(self.model), state, id(law), repr(law), tuple(x.shape[1:]), n, str(x.device), x.dtype,
+            key = (id(self.model), model_state_key(self.model), id(law), repr(law), tuple(x.shape[1:]), n, str(x.device), x.dtype,
                    self._seed_key, keep_draws)
             mom = self._cache_get("moments", key)
             if mom is not None:
