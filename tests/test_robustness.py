@@ -364,12 +364,20 @@ def test_sensitivity_max_matches_captum_on_identical_draws():
 
 # ------------------------------------------------------------------ 4. setup prints once
 def test_setup_prints_once_and_returns_nothing(capsys):
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    import warnings
+    from pathlib import Path
+
+    threads, det, fmt = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), warnings.formatwarning
     try:
         out = xailib.setup(style=False)
+        # warnings print without the folder the package (or a chapter) lives in
+        inside = str(Path(xailib.__file__).resolve().parent / "sanity.py")
+        assert warnings.formatwarning("m", UserWarning, inside, 7) == "xailib/sanity.py:7: UserWarning: m\n"
+        assert warnings.formatwarning("m", RuntimeWarning, "/tmp/ipykernel_1/2.py", 3) == "2.py:3: RuntimeWarning: m\n"
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
+        warnings.formatwarning = fmt
     printed = capsys.readouterr().out
     assert out is None  # the cell's value is not shown again
     assert printed.count("xailib: profile=") == 1 and printed.startswith("xailib: profile=")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
+from pathlib import Path
 from typing import Any
 
 PROFILES = ("default", "paper", "smoke")
@@ -47,7 +49,8 @@ def device():
 
 
 def setup(seed: int = 0, threads: int | None = None, deterministic: bool = True, style: bool = True) -> None:
-    """Seed every generator, pin the thread count, make torch deterministic, set plot style.
+    """Seed every generator, pin the thread count, make torch deterministic, set plot style, print
+    warnings on one line without the folder of the file that raised them.
 
     Every chapter starts with one ``xailib.setup()`` call. ``threads`` defaults to
     ``XAILIB_THREADS`` or 2. Prints one line describing the settings and returns None (so a
@@ -78,5 +81,18 @@ def setup(seed: int = 0, threads: int | None = None, deterministic: bool = True,
             sns.set_theme(context="notebook", style="white")
         except ImportError:  # pragma: no cover
             pass
+    warnings.formatwarning = _short_formatwarning
     line = f"xailib: profile={profile()} seed={seed} threads={threads} device={device().type}"
     print(line)
+
+
+def _short_formatwarning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one line, ``path:line: Category: message``, with the path of a file of this
+    package relative to its parent folder (``xailib/sanity.py``), else its name: a rendered chapter
+    does not print the folder it was built in. Installed by :func:`setup`."""
+    path = Path(filename)
+    try:
+        shown = str(path.resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except (ValueError, OSError):
+        shown = path.name
+    return f"{shown}:{lineno}: {category.__name__}: {message}\n"
