@@ -12,7 +12,7 @@ export XAILIB_THREADS ?= 2
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: venv book test unit nbval check-book browser lab notebooks nb bench clean
+.PHONY: venv book test unit nbval nbval-cross check-book browser lab notebooks nb bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,10 @@ book: venv
 	$(JB) build . -W -n --keep-going
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
 
-## make test: unit tests, strict nbval of the notebooks, executed-in-order check, book build without execution,
+## make test: unit tests, strict nbval of the notebooks (and of the cheap ones under other kernels and threads),
+## executed-in-order check, book build without execution,
 ## then the browser tests (the built pages offline, the live explorers in JupyterLab) when chromium is present
-test: venv unit nbval check-book browser
+test: venv unit nbval nbval-cross check-book browser
 	@echo "make test: all checks passed"
 
 unit: venv
@@ -49,9 +50,19 @@ lab: venv
 	$(BIN)/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	    --ServerApp.root_dir=$(CURDIR)/notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
+## Strict nbval, except that a printed float may differ from the committed one by 2 units of its last
+## printed digit (tests/nbval_numbers.py): text, integers and verdicts compare exactly.
+NBVAL = $(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=3000 \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_numbers -p no:cacheprovider
+
 nbval: venv
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=3000 \
-	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+	$(NBVAL) notebooks
+
+## make nbval-cross: the cheap chapters again under torch's non-vectorised kernels and one thread,
+## against the same committed outputs (a check that outputs do not depend on the executing machine)
+CROSS_CHAPTERS ?= toy theory cifar10 imagenet
+nbval-cross: venv
+	ATEN_CPU_CAPABILITY=default XAILIB_THREADS=1 $(NBVAL) $(foreach n,$(CROSS_CHAPTERS),notebooks/$(n).ipynb)
 
 check-book: venv
 	@mkdir -p _build
