@@ -234,6 +234,59 @@ def test_batch_size_invariance_and_dtypes():
     assert M.infidelity(m32, phi.float(), x.float(), t, n_samples=40).dtype == torch.float32
 
 
+class _PerInstanceNB(NoisyBaseline):
+    """The noisy baseline with its shared points switched off: one pass per instance and draw."""
+
+    shared_points = False
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.rows = net, 0
+
+    def forward(self, x):
+        self.rows += x.shape[0]
+        return self.net(x)
+
+
+def test_noisy_baseline_points_are_evaluated_once_for_all_instances():
+    """x − I = x₀ does not depend on x: f(x₀) once per draw, each instance's own target read
+    from it; the values equal one pass per instance and draw (to float64 rounding), N× fewer rows."""
+    model = _Counting(SmallNet(n_out=3))
+    x = torch.rand(6, *F, dtype=D64)
+    t = torch.tensor([0, 1, 2, 2, 1, 0])
+    phi = torch.randn_like(x)
+    want = None
+    for law, bs in ((_PerInstanceNB(), 64), (NoisyBaseline(), 64), (NoisyBaseline(), 7)):
+        model.rows = 0
+        det = M.infidelity(model, phi, x, t, perturbation=law, n_samples=50, generator=3, batch_size=bs,
+                           return_details=True)
+        rows = model.rows - 6  # less f(x)
+        if want is None:
+            want = det
+            assert rows == 6 * 50
+            continue
+        assert rows == 50
+        for a, b in zip(det, want):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    ev = M.evaluate(model, {"Grad": lambda x_, t_: phi}, x, t, perturbations={"NB": NoisyBaseline()}, n_infd=50,
+                    n_sens=0, generator=3)
+    ev_ref = M.evaluate(model, {"Grad": lambda x_, t_: phi}, x, t, perturbations={"NB": _PerInstanceNB()},
+                        n_infd=50, n_sens=0, generator=3)
+    torch.testing.assert_close(torch.tensor(ev.summary.values), torch.tensor(ev_ref.summary.values), rtol=1e-12,
+                               atol=1e-15)
+    # the checks of one pass per instance hold: a missing or out-of-range target is named
+    with pytest.raises(ValueError, match="target"):
+        M.infidelity(model, phi, x, None, perturbation=NoisyBaseline(), n_samples=5)
+    with pytest.raises(ValueError, match="target"):
+        M.infidelity(model, phi, x, torch.tensor([0, 1, 2, 3, 0, 0]), perturbation=NoisyBaseline(), n_samples=5)
+    scalar = Linear(torch.randn(d, dtype=D64))  # one output per instance: no target
+    a = M.infidelity(scalar, phi, x, None, perturbation=NoisyBaseline(), n_samples=20, generator=1)
+    b = M.infidelity(scalar, phi, x, None, perturbation=_PerInstanceNB(), n_samples=20, generator=1)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+
+
 def test_global_explanation_under_continuous_law_is_an_error(lin):
     model, w, x = lin
     with pytest.raises(ValueError, match="to_local"):
@@ -526,8 +579,9 @@ def test_evaluate_table_pairing_and_cost():
     ev = M.evaluate(model, explainers, x, t, perturbations=laws_, n_infd=50, n_sens=5, generator=3, exact=False,
                     sens_reps=1)
     df = ev.summary
-    # one set of forward passes: f(x) once and N·n per law, whatever the number of explainers
-    assert model.inputs == 4 + 2 * 4 * 50
+    # one set of forward passes: f(x) once, n for NB (the same points for every instance) and N·n
+    # for Square, whatever the number of explainers
+    assert model.inputs == 4 + 50 + 4 * 50
     assert list(df.index) == ["zeta", "alpha", "glob"]
     assert list(df.columns)[:6] == ["SENS_max", "SENS_max se", "INFD[NB]", "INFD[NB] se", "INFD[Square]",
                                     "INFD[Square] se"]

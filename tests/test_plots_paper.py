@@ -251,8 +251,8 @@ def test_settings_explainers_headline_and_projection():
     assert proj.loc["IG-SG", "default [min]"] == pytest.approx(20 * 21 * 0.1 / 60)
     assert proj.loc["Square", "paper [min]"] == pytest.approx(50 * 101 * 0.5 / 60)  # exact: same cost per explanation
     assert proj.loc["NB", "paper [min]"] == pytest.approx(50 * 101 * 3.0 / 60)      # measured at the paper's count
-    # INFD: NB sampled (n_infd draws), Square exact over its 5,605 squares
-    assert proj.loc["INFD (both laws)", "paper [min]"] == pytest.approx(50 * (1000 + 5605) * 1e-4 / 60)
+    # INFD: NB sampled (n_infd draws, the same points for all 50 digits), Square exact over its 5,605 squares
+    assert proj.loc["INFD (both laws)", "paper [min]"] == pytest.approx((1000 + 50 * 5605) * 1e-4 / 60)
     r = experiments.sample_ratios(experiments.mnist_settings("default"), experiments.mnist_settings("paper"))
     assert r["Square"] == 1.0 and r["IG-SG"] == pytest.approx(400 / 480) and r["NB"] == 20
     old = {k: v for k, v in s.items() if k not in ("n_igsg", "sens_reps", "square_weighting")}  # older settings dicts
@@ -382,7 +382,7 @@ def test_project_time_from_reduced_counts_and_shape():
     assert proj.loc["Square", "paper [min]"] == pytest.approx(50 * 101 * 2.0 * 20000 / 64 / 60)
     assert proj.loc["Grad", "paper [min]"] == pytest.approx(50 * 101 * 0.5 / 60)
     # INFD: ImageNet's table has no NB row, but local explainers are scored under NB: both laws sampled
-    assert proj.loc["INFD (both laws)", "paper [min]"] == pytest.approx(50 * 2000 * 0.01 / 60)
+    assert proj.loc["INFD (both laws)", "paper [min]"] == pytest.approx((1000 + 50 * 1000) * 0.01 / 60)
 
 
 def test_optimal_system_cost_small():

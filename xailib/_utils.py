@@ -198,6 +198,27 @@ def forward_batched(
     return torch.cat(outs)
 
 
+def outputs_batched(model: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = DEFAULT_BATCH_SIZE) -> Tensor:
+    """Every output of ``f`` over a stack of inputs ``x`` (k, *F), shape (k,) or (k, C), in chunks
+    of at most ``batch_size`` (no grad): for inputs shared by all instances, whose targets differ."""
+    with torch.no_grad():
+        out = torch.cat([call_model(model, x[sl]) for sl in chunks(x.shape[0], batch_size)])
+    if out.dim() not in (1, 2) or out.shape[0] != x.shape[0]:
+        forward_target(model, x[:1], None)  # raises, naming the shape
+        select_output(out, None)
+    return out
+
+
+def select_shared(out: Tensor, target: Optional[Tensor], n_inst: int) -> Tensor:
+    """``f_{t_i}(p_j)`` (N, k) from the outputs ``out`` (k,) or (k, C) of points ``p_j`` shared by
+    ``n_inst`` instances with targets ``target`` (N,) (or None): the same checks as one forward
+    pass per instance and point."""
+    select_output(out[:1].expand(n_inst, *out.shape[1:]), target)  # missing, extra or out-of-range target
+    if out.dim() == 1 or target is None:
+        return (out if out.dim() == 1 else out[:, 0]).unsqueeze(0).expand(n_inst, out.shape[0])
+    return out[:, target.to(out.device)].T
+
+
 def chunks(n: int, size: int) -> Iterator[slice]:
     for s in range(0, n, size):
         yield slice(s, min(s + size, n))
@@ -249,7 +270,9 @@ def function_differences(
       ``batch_size`` inputs;
     * ``law`` and ``draws``: a perturbation law and its draws (n, ...) shared by all instances;
       the inputs ``law.perturbed(x, draws)`` are built ``max(1, batch_size // N)`` draws at a
-      time (never all N·n at once) and run in chunks of at most ``batch_size``.
+      time (never all N·n at once) and run in chunks of at most ``batch_size``. A law whose
+      perturbed inputs do not depend on ``x`` (``law.shared_points``: the noisy baseline,
+      ``x − I = x₀``) has its n inputs evaluated once, for all instances (N times fewer passes).
 
     ``x``: (N, *F); ``target``: normalised LongTensor (N,) or None; ``fx`` (N,) may be passed when
     ``f(x)`` is already known. The result has ``x``'s dtype in the ``law`` form. ``desc``: show a
@@ -270,13 +293,20 @@ def function_differences(
         raise TypeError("function_differences: give either `I` or both `law` and `draws`")
     n = draws.shape[0]
     out = x.new_empty(n_inst, n)
-    per = max(1, batch_size // n_inst)
+    shared = bool(getattr(law, "shared_points", False)) and n_inst > 1
+    per = batch_size if shared else max(1, batch_size // n_inst)
     bar = progress(total=n, desc=desc) if desc else None
     for sl in chunks(n, per):
-        pts = law.perturbed(x, draws[sl])  # (N, m, *F)
-        m = pts.shape[1]
-        t = None if target is None else target.repeat_interleave(m)
-        out[:, sl] = forward_batched(model, pts.reshape(n_inst * m, *x.shape[1:]), t, batch_size).view(n_inst, m)
+        if shared:  # the same m inputs for every instance: one pass, then each instance's target
+            pts = law.perturbed(x[:1], draws[sl])[0]  # (m, *F)
+            m = pts.shape[0]
+            out[:, sl] = select_shared(outputs_batched(model, pts, batch_size), target, n_inst)
+        else:
+            pts = law.perturbed(x, draws[sl])  # (N, m, *F)
+            m = pts.shape[1]
+            t = None if target is None else target.repeat_interleave(m)
+            out[:, sl] = forward_batched(model, pts.reshape(n_inst * m, *x.shape[1:]), t,
+                                         batch_size).view(n_inst, m)
         if bar is not None:
             bar.update(m)
     if bar is not None:

@@ -279,8 +279,9 @@ def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forwa
     seconds per model evaluation; ``shape``: the input shape (for the number of squares). A table
     costs, per explainer, ``N · (1 + sens_reps · n_sens)`` explanations (at x and at every
     neighbour of every replication), plus, per law, ``N · n_infd`` forward passes (``N · K`` for a
-    law of ``exact_laws`` whose ``K`` atoms are summed exactly, ``K ≤`` ``EXACT_MAX_ATOMS``), shared
-    by the explainers. Returns minutes per explainer (and the INFD row) under both profiles; a
+    law of ``exact_laws`` whose ``K`` atoms are summed exactly, ``K ≤`` ``EXACT_MAX_ATOMS``; ``n_infd``
+    for a law whose points are shared by all instances, ``shared_points``: NB), shared by the
+    explainers. Returns minutes per explainer (and the INFD row) under both profiles; a
     linear model of the cost otherwise.
     """
     from .perturbations import EXACT_MAX_ATOMS, SquareRemoval
@@ -311,13 +312,14 @@ def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forwa
         n = 0
         for name, law in laws(s).items():
             K = law.support_size(shape) if isinstance(law, SquareRemoval) else None
-            n += K if (name in exact_laws and K is not None and K <= EXACT_MAX_ATOMS) else s["n_infd"]
+            k = K if (name in exact_laws and K is not None and K <= EXACT_MAX_ATOMS) else s["n_infd"]
+            n += k * (1 if law.shared_points else s["n_instances"])  # NB: the same points for all
         return n
 
     rows["INFD (both laws)"] = {
         "s per explanation (default)": float("nan"),
-        "default [min]": d["n_instances"] * n_forward(d) * seconds_per_forward / 60,
-        "paper [min]": p["n_instances"] * n_forward(p) * seconds_per_forward / 60,
+        "default [min]": n_forward(d) * seconds_per_forward / 60,
+        "paper [min]": n_forward(p) * seconds_per_forward / 60,
     }
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.loc["total"] = [float("nan"), out["default [min]"].sum(), out["paper [min]"].sum()]

@@ -19,7 +19,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._utils import chunks, forward_batched, function_differences, progress, select_output
+from .._utils import chunks, forward_batched, function_differences, outputs_batched, progress, select_output
 
 #: samples drawn per call to ``perturbation.draw`` (fixed: results must not depend on batch_size)
 DRAW_BLOCK = 2048
@@ -268,12 +268,9 @@ def shared_point_moments(model, law, x: Tensor, n: int, generator, batch_size: i
     n_blocks = 1 if getattr(law, "n_fixed", None) is not None else -(-n // DRAW_BLOCK)
     for _, draws in progress(draw_blocks(law, F, n, generator, x.device, x.dtype), total=n_blocks, desc="draws"):
         P = law.perturbed(x[:1], draws)[0]  # (k, *F), the same for every instance
-        with torch.no_grad():
-            out = torch.cat([model(P[sl]) for sl in chunks(P.shape[0], batch_size)])
+        out = outputs_batched(model, P, batch_size)
         if out.dim() == 1:
             scalar, out = True, out.view(-1, 1)
-        elif out.dim() != 2:
-            select_output(out, None)  # raises with the shape
         J = P.reshape(P.shape[0], d).to(f64)
         o64 = out.to(f64)
         total += J.shape[0]

@@ -207,6 +207,10 @@ class Perturbation:
 
     binary: bool = False
     baseline: float = 0.0
+    #: True when ``x − I`` does not depend on ``x`` (every instance is compared with the same
+    #: points, as under :class:`~xailib.perturbations.NoisyBaseline`): ``f(x − I)`` is then
+    #: evaluated once per draw for all instances
+    shared_points: bool = False
     #: number of stored draws for replaying laws (:class:`Fixed`), None for random laws
     n_fixed: Optional[int] = None
 

@@ -23,10 +23,12 @@ class NoisyBaseline(Perturbation):
 
     The authors' setting is ``baseline = 0``, ``σ = 0.2``, clip to ``[0, 1]`` (``clip=None``: no
     clipping). ``draw`` returns the Gaussian ``ε`` ``(n, *F)``, shared by all instances (every
-    instance is compared with the same noisy baselines ``x₀``).
+    instance is compared with the same noisy baselines ``x₀``, so ``f(x₀)`` is evaluated once per
+    draw for all instances: ``shared_points``).
     """
 
     binary = False
+    shared_points = True
 
     def __init__(self, sigma: float = 0.2, baseline: float = 0.0, clip: Optional[Tuple[float, float]] = (0.0, 1.0)):
         self.sigma = float(check_positive(sigma, "sigma"))
