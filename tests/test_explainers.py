@@ -334,6 +334,39 @@ def test_guided_backprop_functional_and_module_relus(style):
     assert (gbp - Gradient(net)(x)).abs().max() > 0.1
 
 
+def hand_gbp_clipped(x, W1, W2, w3, c, c_back=None):
+    """Guided back-propagation through clipped ReLUs min(max(h, 0), c) by hand:
+    R ← [0 < h < c_back]·max(R, 0) at each activation (``c_back`` = c: the clipped-ReLU rule)."""
+    c_back = c if c_back is None else c_back
+    h1 = x @ W1.T
+    h2 = h1.clamp(0, c) @ W2.T
+    r2 = w3.clamp(min=0) * ((h2 > 0) & (h2 < c_back))
+    r1 = (r2 @ W2).clamp(min=0) * ((h1 > 0) & (h1 < c_back))
+    return r1 @ W1
+
+
+@pytest.mark.parametrize("style", ["module", "module_inplace", "functional", "hardtanh", "clamp"])
+def test_guided_backprop_on_relu6_matches_the_closed_form(style):
+    """ReLU6 (MobileNet's and EfficientNet-Lite's activation) is a clipped ReLU: GBP guides it on its
+    linear piece 0 < h < 6, whatever its spelling, and equals the hand computation; it differs from
+    Grad and from the ReLU rule (which would pass the saturated units h > 6), so all three are told apart."""
+    W1, W2, w3 = relu_weights()
+    W1, W2 = 3 * W1, 2 * W2  # large pre-activations: many units saturate above 6
+    act = {"module": nn.ReLU6(), "module_inplace": nn.ReLU6(inplace=True), "functional": F.relu6,
+           "hardtanh": lambda h: F.hardtanh(h, 0.0, 6.0), "clamp": lambda h: h.clamp(0, 6)}[style]
+    net = lambda z: act(act(z @ W1.T) @ W2.T) @ w3  # noqa: E731
+    x = torch.randn(16, 5, dtype=f64, generator=torch.Generator().manual_seed(2))
+    h1 = x @ W1.T
+    assert (h1 > 6).float().mean() > 0.1 and (h1 < 0).float().mean() > 0.1
+    gbp = GuidedBackprop(net)(x)
+    want = hand_gbp_clipped(x, W1, W2, w3, 6.0)
+    assert want.abs().max() > 0.1
+    assert torch.allclose(gbp, want, atol=1e-12)
+    assert (gbp - Gradient(net)(x)).abs().max() > 0.1
+    relu_rule = hand_gbp_clipped(x, W1, W2, w3, 6.0, float("inf"))  # the ReLU rule on the same forward pass
+    assert (gbp - relu_rule).abs().max() > 0.1
+
+
 def test_guided_backprop_refuses_what_it_cannot_handle():
     W1, W2, w3 = relu_weights()
     x = torch.randn(2, 5, dtype=f64)
@@ -341,8 +374,10 @@ def test_guided_backprop_refuses_what_it_cannot_handle():
         GuidedBackprop(lambda z: (z @ W1.T).sum(1))(x)
     with pytest.raises(ValueError, match="no ReLU"):  # a where-ReLU is invisible: refused, not Grad
         GuidedBackprop(lambda z: torch.where(z @ W1.T > 0, z @ W1.T, 0.0).sum(1))(x)
-    with pytest.raises(ValueError, match="no ReLU"):  # clamp with an upper bound is not a ReLU
-        GuidedBackprop(lambda z: (z @ W1.T).clamp(0, 1).sum(1))(x)
+    with pytest.raises(ValueError, match="no ReLU"):  # clamp below a negative bound is not a (clipped) ReLU
+        GuidedBackprop(lambda z: (z @ W1.T).clamp(-1, 1).sum(1))(x)
+    with pytest.raises(ValueError, match="hardtanh"):  # a hardtanh that is not a clipped ReLU has no rule
+        GuidedBackprop(nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Hardtanh(), nn.Linear(3, 1)).double())(x)
     with pytest.raises(ValueError, match="sigmoid"):
         GuidedBackprop(lambda z: torch.sigmoid(F.relu(z @ W1.T)).sum(1))(x)
     with pytest.raises(ValueError, match="gelu"):
@@ -563,3 +598,32 @@ def test_sparse_gram_accumulation_matches_dense():
     M = torch.zeros(1600, 1600, dtype=f64)
     add_gram(M, z)
     assert torch.equal(M, z.double().T @ z.double())
+
+
+def test_optimal_noisy_baseline_on_a_large_image_is_the_dual_ridge():
+    """NB on d = 30,000 features (above the d×d limit) with n = 64 ≪ d draws: solved in the dual,
+    never building a d×d matrix. On a linear model Δf = wᵀI exactly, so the cross-validated ridge
+    (λ → small) is the minimum-norm interpolant of the draws, the projection of w on the span of
+    the draws' I, computed here independently by least squares; a fixed ridge is refused, naming
+    the dual."""
+    from xailib.perturbations import NoisyBaseline
+
+    d_img = (3, 100, 100)
+    w = torch.randn(*d_img, generator=torch.Generator().manual_seed(0), dtype=f64)
+
+    def lin(z):
+        return (z * w).flatten(1).sum(1, keepdim=True)
+
+    x = torch.rand(2, *d_img, generator=torch.Generator().manual_seed(1), dtype=f64)
+    law = NoisyBaseline(sigma=0.2)
+    opt = Optimal(lin, law, n_samples=64, seed=3)
+    phi = opt(x, torch.zeros(2, dtype=torch.long))
+    draws = law.draw(d_img, 64, make_generator(3, x.device, "Optimal"), x.device, x.dtype)  # the explainer's stream
+    for i in range(2):
+        I = law.apply(x[i : i + 1], draws)[0].reshape(64, -1)
+        proj = torch.linalg.lstsq(I.T, w.reshape(-1, 1)).solution  # w ≈ Iᵀa: the projection is Iᵀa
+        want = (I.T @ proj).squeeze(1)
+        cos = (phi[i].reshape(-1) @ want) / (phi[i].norm() * want.norm())
+        assert cos > 0.99, cos
+    with pytest.raises(ValueError, match="dual ridge"):
+        Optimal(lin, law, n_samples=64, ridge=1e-3)(x, torch.zeros(2, dtype=torch.long))

@@ -671,3 +671,97 @@ def test_metric_and_explainer_with_equal_seeds_draw_independently():
     in_sample = M.infidelity(model, opt, x, perturbation=law, n_samples=64,
                              generator=make_generator(0, stream="Optimal"))
     assert (in_sample < out_of_sample).all()
+
+
+# ---------------------------------------------------------------- relative (scale-free) infidelity
+class _Scaled(torch.nn.Module):
+    """Temperature scaling of a model's output: c · f(x)."""
+
+    def __init__(self, model, c):
+        super().__init__()
+        self.model, self.c = model, c
+
+    def forward(self, x):
+        return self.c * self.model(x)
+
+
+@pytest.mark.parametrize("law", [NoisyBaseline(), SquareRemoval((1, 3))], ids=repr)
+def test_relative_infidelity_is_scale_free_and_raw_scales_with_c_squared(law):
+    """Scaling the logits by c multiplies INFD by c² and leaves rINFD = INFD / E[Δf²] unchanged."""
+    model = SmallNet()
+    x = torch.rand(4, *F, generator=torch.Generator().manual_seed(3), dtype=D64)
+    phi = torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=D64)
+    kw = dict(perturbation=law, n_samples=300, generator=5, return_details=True)
+    d1 = M.infidelity(model, phi, x, **kw)
+    for c in (3.0, 0.1):
+        dc = M.infidelity(_Scaled(model, c), phi, x, **kw)
+        torch.testing.assert_close(dc.infidelity, c**2 * d1.infidelity)
+        torch.testing.assert_close(dc.energy, c**2 * d1.energy)
+        torch.testing.assert_close(dc.relative, d1.relative)
+        torch.testing.assert_close(dc.relative_se, d1.relative_se)
+    assert ((d1.relative >= 0) & (d1.relative <= 1 + 1e-12)).all()  # optimal scaling: β = 0 gives exactly 1
+    # the zero map explains nothing: rINFD = 1; the gradient of a linear model explains all: rINFD = 0
+    d0 = M.infidelity(model, torch.zeros_like(x), x, **kw)
+    torch.testing.assert_close(d0.relative, torch.ones(4, dtype=D64))
+    w = torch.randn(d, generator=torch.Generator().manual_seed(6), dtype=D64)
+    lin = Linear(w)
+    if not law.binary:
+        dl = M.infidelity(lin, w.view(1, *F).expand_as(x), x, **kw)
+        assert dl.relative.abs().max() < 1e-20
+    # relative=True returns rINFD itself
+    torch.testing.assert_close(M.infidelity(model, phi, x, perturbation=law, n_samples=300, generator=5, relative=True),
+                               d1.relative)
+    with pytest.raises(TypeError, match="relative"):
+        M.infidelity(model, phi, x, relative="yes")
+
+
+def test_relative_infidelity_mc_error_matches_the_spread_over_seeds():
+    """The delta-method MC error of rINFD against the standard deviation of 200 independent estimates."""
+    model = SmallNet()
+    x = torch.rand(2, *F, generator=torch.Generator().manual_seed(7), dtype=D64)
+    phi = torch.randn(x.shape, generator=torch.Generator().manual_seed(8), dtype=D64)
+    runs = [M.infidelity(model, phi, x, n_samples=100, generator=s, return_details=True) for s in range(200)]
+    spread = torch.stack([r.relative for r in runs]).std(0)
+    claimed = torch.stack([r.relative_se for r in runs]).mean(0)
+    assert ((claimed / spread - 1).abs() < 0.2).all(), (claimed, spread)
+
+
+def test_evaluate_relative_columns_match_standalone_and_temperature():
+    model = SmallNet(n_out=3)
+    x = torch.rand(5, *F, generator=torch.Generator().manual_seed(9), dtype=D64)
+    t = torch.tensor([0, 1, 2, 0, 1])
+    laws = {"NB": NoisyBaseline(), "Square": SquareRemoval((1, 3))}
+    ex = {"Grad": Gradient(model)}
+    ev = M.evaluate(model, ex, x, t, laws, n_infd=64, n_sens=0, generator=2, relative=True)
+    for col in ("rINFD[NB]", "rINFD[NB] se", "rINFD[NB] mc se", "rINFD[NB] total se", "rINFD[Square]"):
+        assert col in ev.summary.columns, col
+    assert ev.summary.loc["Grad", "rINFD[Square] mc se"] == 0.0  # exact sum over the squares' support
+    for lname, law in laws.items():
+        det = M.infidelity(model, Gradient(model), x, t, perturbation=law, n_samples=64, generator=2, return_details=True)
+        torch.testing.assert_close(torch.tensor(ev.wide(f"rINFD[{lname}]")["Grad"].to_numpy()), det.relative)
+        torch.testing.assert_close(torch.tensor(ev.wide(f"INFD[{lname}] energy")["Grad"].to_numpy()), det.energy)
+    # the table mean's MC error: the sd over draws of the per-draw mean of the delta-method terms
+    hot = M.evaluate(_Scaled(model, 4.0), {"Grad": Gradient(_Scaled(model, 4.0))}, x, t, laws, n_infd=64, n_sens=0,
+                     generator=2, relative=True)
+    for lname in laws:
+        assert hot.summary.loc["Grad", f"INFD[{lname}]"] == pytest.approx(16 * ev.summary.loc["Grad", f"INFD[{lname}]"])
+        assert hot.summary.loc["Grad", f"rINFD[{lname}]"] == pytest.approx(ev.summary.loc["Grad", f"rINFD[{lname}]"])
+        assert hot.summary.loc["Grad", f"rINFD[{lname}] mc se"] == pytest.approx(
+            ev.summary.loc["Grad", f"rINFD[{lname}] mc se"])
+    plain = M.evaluate(model, ex, x, t, laws, n_infd=64, n_sens=0, generator=2)
+    assert not any(c.startswith("rINFD") for c in plain.summary.columns)
+    with pytest.raises(TypeError, match="relative"):
+        M.evaluate(model, ex, x, t, laws, n_infd=8, n_sens=0, relative=1)
+
+
+def test_evaluate_relative_table_mc_error_matches_the_spread_over_seeds():
+    """The table mean of rINFD over instances sharing draws: claimed MC se against 150 independent tables."""
+    model = SmallNet(n_out=3)
+    x = torch.rand(4, *F, generator=torch.Generator().manual_seed(10), dtype=D64)
+    t = torch.tensor([0, 1, 2, 0])
+    ex = {"Grad": Gradient(model)}
+    tabs = [M.evaluate(model, ex, x, t, {"NB": NoisyBaseline()}, n_infd=80, n_sens=0, generator=s, relative=True).summary
+            for s in range(150)]
+    means = torch.tensor([tb.loc["Grad", "rINFD[NB]"] for tb in tabs])
+    claimed = torch.tensor([tb.loc["Grad", "rINFD[NB] mc se"] for tb in tabs]).mean()
+    assert abs(float(claimed / means.std()) - 1) < 0.25, (claimed, means.std())

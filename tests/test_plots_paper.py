@@ -3,6 +3,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,6 +137,9 @@ def test_zscore():
     np.testing.assert_allclose(z.reshape(3, -1).mean(1), 0, atol=1e-12)
     np.testing.assert_allclose(z.reshape(3, -1).std(1), 1, atol=1e-12)
     assert (plots.zscore(np.ones((4, 4))) == 0).all()
+    assert (plots.zscore(np.full((4, 4), 1e-20)) == 0).all() and (plots.zscore(np.full((4, 4), 7e5)) == 0).all()
+    tiny = plots.zscore(1e-16 * x)  # tiny but varying (a randomised network's gradient): shown, not blanked
+    assert np.allclose(tiny, z)
     with pytest.raises(ValueError, match="maps"):
         plots.zscore(np.zeros(5))
     with pytest.raises(ValueError, match="NaN"):
@@ -164,6 +169,28 @@ def test_saliency_grid_and_sweep():
     ax = plots.grouped_bars({"reg": df.set_index("r"), "rob": df.set_index("r")}, "INFD", log=True)
     assert ax.get_yscale() == "log"
     plt.close("all")
+
+
+def test_cascade_curves_plot_the_summary_means_and_two_se():
+    import matplotlib.pyplot as plt
+
+    from xailib import sanity
+
+    rows = [(st, e, i, m, v) for st, base in (("trained", 1.0), ("cascade 1 (all random)", 0.2))
+            for e in ("A", "B") for i, v in enumerate((base - 0.1, base + 0.1)) for m in sanity.SIMILARITIES]
+    summ = sanity.summarize(pd.DataFrame(rows, columns=["stage", "explainer", "instance", "metric", "value"]))
+    fig = plots.cascade_curves(summ, ["trained", "cascade 1 (all random)"], ["A", "B"], title="t")
+    assert len(fig.axes) == 3 and fig.axes[0].get_ylabel() == "similarity to the trained network's map"
+    line = fig.axes[0].lines[0]
+    assert np.allclose(line.get_ydata(), [1.0, 0.2])  # the means, stage by stage
+    caps = fig.axes[0].containers[0]  # the error bar of A: ± 2 se (se = 0.1 for two values ± 0.1)
+    seg = caps.lines[2][0].get_segments()[0]
+    assert np.isclose(seg[1][1] - seg[0][1], 4 * 0.1)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no row"):
+        plots.cascade_curves(summ, ["trained", "cascade 2"], ["A"])
+    with pytest.raises(ValueError, match="columns"):
+        plots.cascade_curves(summ, ["trained"], ["A"], metrics=["kendall"])
 
 
 def test_claims_on_an_evaluate_table():
@@ -338,6 +365,32 @@ def test_claims_total_se_and_holm_verdicts():
     assert own["p (Holm)"] == pytest.approx(own["p"]) and own["verdict"] == "fails"
     with pytest.raises(ValueError, match="correction"):
         claims.check_claims(_FakeEvaluation(vals, {"Grad": 0, "NB": 0}), correction="bonferroni")
+
+
+def test_claims_p_values_are_student_t_with_welch_satterthwaite_df():
+    """Three instances: a paired difference of −0.5 with se 0.1 (z = −5) is p = 2·t₂.sf(5) = 0.038, not 6e-7."""
+    from scipy.stats import t as student_t
+
+    base = np.array([1.0, 2.0, 3.0])
+    d = np.array([-0.5 - 0.1 * math.sqrt(3), -0.5, -0.5 + 0.1 * math.sqrt(3)])  # mean −0.5, sd 0.1·√3: se 0.1
+    vals = {"Grad": base, "NB": base + d}
+    r = claims.check_claims(_FakeEvaluation(vals, {"Grad": 0.0, "NB": 0.0}), own_law={"NB": "INFD[NB]"},
+                            smoothgrad_pairs=()).iloc[0]
+    assert r["n"] == 3 and r["se"] == pytest.approx(0.1) and r["z"] == pytest.approx(-5.0)
+    assert r["df"] == pytest.approx(2.0)
+    assert r["p"] == pytest.approx(2 * student_t.sf(5.0, 2)) and 0.03 < r["p"] < 0.04
+    assert math.erfc(5 / math.sqrt(2)) < 1e-6  # what the normal law would have said
+    # with a Monte-Carlo part: total² = se² + mc², df = (n − 1)(total/se)⁴ (the MC part taken as known)
+    r = claims.check_claims(_FakeEvaluation(vals, {"Grad": 0.06, "NB": 0.08}), own_law={"NB": "INFD[NB]"},
+                            smoothgrad_pairs=()).iloc[0]
+    tot = math.sqrt(0.1**2 + 0.1**2)
+    assert r["total se"] == pytest.approx(tot) and r["df"] == pytest.approx(2 * (tot / 0.1) ** 4)
+    assert r["p"] == pytest.approx(2 * student_t.sf(0.5 / tot, 2 * (tot / 0.1) ** 4))
+    # Holm on a planted family: ten such claims at z = −5 on 3 instances are not evidence (p·10 > 0.05),
+    # where the normal law would call all ten "holds"
+    assert claims.holm([2 * student_t.sf(5.0, 2)] * 10).min() > 0.05
+    assert claims.degrees_of_freedom(0.1, 0.1, 0) == math.inf  # summary frames: the normal law
+    assert claims.degrees_of_freedom(0.0, 0.05, 6) == math.inf  # se 0: only the (known) MC part
 
 
 def test_dataset_settings_profiles_and_laws(monkeypatch):

@@ -167,3 +167,69 @@ def test_memo_and_metric_summary():
 
     assert sanity.metric_summary(Ev()) is df
     assert sanity.metric_per_instance(Ev(), "SENS_max") is df
+
+
+class _Blocks(torch.nn.Module):
+    """A wrapped network with two blocks of two layers and a head: names ``model.stem``, ``model.blocks.i.j``, ``model.head``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        lin = torch.nn.Linear
+        inner = torch.nn.Module()
+        inner.stem = lin(4, 4)
+        inner.blocks = torch.nn.Sequential(torch.nn.Sequential(lin(4, 4), lin(4, 4)), torch.nn.Sequential(lin(4, 4), lin(4, 4)))
+        inner.head = lin(4, 3)
+        self.model = inner
+
+    def forward(self, x):
+        m = self.model
+        return m.head(m.blocks(m.stem(x)))
+
+
+def test_groups_by_block_and_block_cascade():
+    m = _Blocks()
+    assert list(sanity.groups(m)) == list(sanity.layers(m))  # depth None: one unit per layer
+    g = sanity.groups(m, depth=2)  # the shared "model." is dropped
+    assert g == {"stem": ["model.stem"], "blocks.0": ["model.blocks.0.0", "model.blocks.0.1"],
+                 "blocks.1": ["model.blocks.1.0", "model.blocks.1.1"], "head": ["model.head"]}
+    assert list(sanity.groups(m, depth=1)) == ["stem", "blocks", "head"]
+    c = sanity.cascade(m, depth=2)
+    assert list(c) == ["trained", "cascade 1 (head)", "cascade 2 (head..blocks.1)", "cascade 3 (head..blocks.0)",
+                       "cascade 4 (all random)"]
+    layer_order = list(sanity.layers(m))
+    expect = [[], ["model.head"], ["model.blocks.1.0", "model.blocks.1.1", "model.head"],
+              layer_order[1:], layer_order]
+    for (stage, net), want in zip(c.items(), expect):
+        mods, orig = dict(net.named_modules()), dict(m.named_modules())
+        changed = [n for n in layer_order if not torch.equal(mods[n].weight, orig[n].weight)]
+        assert changed == want, stage  # whole blocks, from the top
+    ind = sanity.independent(m, depth=2)
+    assert list(ind) == ["independent (head)", "independent (blocks.1)", "independent (blocks.0)", "independent (stem)"]
+    net = ind["independent (blocks.0)"]
+    assert torch.equal(net.model.blocks[1][0].weight, m.model.blocks[1][0].weight)
+    assert not torch.equal(net.model.blocks[0][1].weight, m.model.blocks[0][1].weight)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="depth"):
+            sanity.groups(m, depth=bad)
+
+
+def test_verdicts_student_t_quantile_for_few_instances():
+    """N = 3 similarities 0.2, 0.3, 0.4 (se 0.058): z = 2 passes (0.42 < 0.5), the t₂ quantile 4.53 does not (0.56)."""
+    from scipy.stats import norm, t as student_t
+
+    vals = {"all": [0.2, 0.3, 0.4], "tr": [1.0, 1.0, 1.0]}
+    rows = [(st, "E", i, m, v) for st, key in (("cascade 1 (all random)", "all"), ("trained", "tr"))
+            for i, v in enumerate(vals[key]) for m in sanity.SIMILARITIES]
+    table = pd.DataFrame(rows, columns=["stage", "explainer", "instance", "metric", "value"])
+    se = np.std(vals["all"], ddof=1) / math.sqrt(3)
+    assert sanity.verdicts(table, z=2).loc["E", "verdict"] == "passes"
+    v = sanity.verdicts(table)  # z="t" by default
+    q = student_t.ppf(norm.cdf(2.0), 2)
+    assert v.loc["E", "quantile"] == pytest.approx(q)
+    assert v.loc["E", "upper"] == pytest.approx(0.3 + q * se)
+    assert v.loc["E", "verdict"] == "fails"
+    with pytest.raises(ValueError, match="z"):
+        sanity.verdicts(table, z="normal")
+    with pytest.raises(ValueError, match="z"):
+        sanity.verdicts(table, z=float("nan"))

@@ -209,10 +209,28 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def _p_two_sided(diff: float, se: float) -> float:
+def degrees_of_freedom(se: float, total: float, n: int) -> float:
+    """Welch–Satterthwaite degrees of freedom of ``difference / total se``.
+
+    ``total² = se² + mc²``: ``se`` is estimated from ``n`` paired instances (``n − 1`` degrees of
+    freedom), the Monte-Carlo part ``mc`` from many draws (taken as known), so
+    ``df = (n − 1)·(total / se)⁴``. Infinite (the normal law) for summary frames (``n = 0``) or
+    when ``se`` is 0 or NaN.
+    """
+    if n is None or n < 2 or not (se > 0) or math.isnan(total):
+        return math.inf
+    return (n - 1) * (total / se) ** 4
+
+
+def _p_two_sided(diff: float, se: float, df: float = math.inf) -> float:
+    """Two-sided p-value of ``diff / se``: Student-t with ``df`` degrees of freedom (normal when infinite)."""
     if math.isnan(se) or se <= 0:
         return float("nan")
-    return math.erfc(abs(diff) / se / math.sqrt(2))
+    if math.isinf(df):
+        return math.erfc(abs(diff) / se / math.sqrt(2))
+    from scipy.stats import t as student_t
+
+    return float(2 * student_t.sf(abs(diff) / se, df))
 
 
 def paired_difference(a: _Values, ma: str, b: _Values, mb: str, metric: str) -> tuple:
@@ -258,7 +276,8 @@ def _row(claim, network, metric, lower, other, diff, se, n, z, mc_a=0.0, mc_b=0.
         "mc se": math.sqrt(mc_a**2 + mc_b**2),
         "total se": tot,
         "z": diff / tot if tot > 0 else float("nan"),
-        "p": _p_two_sided(diff, tot),
+        "df": degrees_of_freedom(se, tot, n),
+        "p": _p_two_sided(diff, tot, degrees_of_freedom(se, tot, n)),
         "n": n,
         "verdict": verdict,
         "holds": verdict == "holds",
@@ -311,21 +330,24 @@ def check_claims(
         "fails" when above ``+z``, and is "inconclusive" in between (without ``correction``).
     correction:
         ``"holm"``: the rows are one family of tests; each gets a two-sided p-value from
-        ``difference / total se`` (normal), the Holm-adjusted p-values (:func:`holm`) decide:
+        ``difference / total se`` (Student-t with :func:`degrees_of_freedom`: with few paired
+        instances the standard error is itself uncertain, and the normal law would overstate the
+        evidence), the Holm-adjusted p-values (:func:`holm`) decide:
         "holds"/"fails" by the sign where the adjusted value is below ``alpha``, else
         "inconclusive" (``z`` is then unused). ``None`` (default): no multiplicity correction.
 
     Returns
     -------
     DataFrame
-        Columns ``claim, network, metric, lower, than, difference, se, mc se, total se, z, p, n,
+        Columns ``claim, network, metric, lower, than, difference, se, mc se, total se, z, df, p, n,
         verdict, holds`` (and ``p (Holm)`` with ``correction="holm"``): ``difference`` is
         mean(``lower``) − mean(``than``) (negative when the claim is right), ``se`` its standard
         error over instances (paired when per-instance values are given), ``mc se`` the
         Monte-Carlo part (draws shared by all instances: the ``mc se`` columns of an
         :class:`~xailib.metrics.Evaluation` or a summary frame, 0 when absent), ``total se`` =
-        ``√(se² + mc se²)`` (:func:`total_se`), ``z`` = difference / total se, ``p`` its two-sided
-        normal p-value, ``n`` the number of paired instances (0 for summary frames).
+        ``√(se² + mc se²)`` (:func:`total_se`), ``z`` = difference / total se, ``df`` its
+        Welch–Satterthwaite degrees of freedom (inf for summary frames), ``p`` its two-sided
+        Student-t p-value, ``n`` the number of paired instances (0 for summary frames).
     """
     if correction not in (None, "holm"):
         raise ValueError(f"`correction` must be None or 'holm', got {correction!r}")
@@ -372,7 +394,7 @@ def check_claims(
                     rows.append(_row("robust network lowers the metric", "robust vs regular", metric,
                                      f"{method} (robust)", f"{method} (regular)", d, se, n, z,
                                      rob.mc_se(metric, method), reg.mc_se(metric, method)))
-    cols = ["claim", "network", "metric", "lower", "than", "difference", "se", "mc se", "total se", "z", "p"]
+    cols = ["claim", "network", "metric", "lower", "than", "difference", "se", "mc se", "total se", "z", "df", "p"]
     if correction == "holm":
         _apply_holm(rows, alpha)
         cols.append("p (Holm)")

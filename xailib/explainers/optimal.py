@@ -175,10 +175,14 @@ class Optimal(_GramCache, Explainer):
                 f"exact={self.exact!r}")
 
     def _check(self, x, target) -> None:
-        if not self.perturbation.binary and x[0].numel() > MAX_CONTINUOUS_FEATURES:
+        d = x[0].numel()
+        dual = self._use_cv(n_draws(self.perturbation, self.n_samples), d)
+        if not self.perturbation.binary and d > MAX_CONTINUOUS_FEATURES and not dual:
             raise ValueError(
-                f"Optimal under a continuous law needs a d×d system per instance; d = {x[0].numel()} > "
-                f"{MAX_CONTINUOUS_FEATURES}: use a binary law with superpixels (e.g. SquareRemoval(groups=2))"
+                f"Optimal under a continuous law needs a d×d system per instance; d = {d} > "
+                f"{MAX_CONTINUOUS_FEATURES}, and the dual ridge (ridge='cv' with n_samples·d·8 bytes ≤ "
+                f"{CV_BUDGET:,}: an n×n system instead) does not apply to n_samples={self.n_samples}: use fewer "
+                "samples, or a binary law with superpixels (e.g. SquareRemoval(groups=2))"
             )
         if self.exact is True and self.perturbation.support_size(tuple(x.shape[1:])) is None:
             self.perturbation.support(tuple(x.shape[1:]))  # ValueError: no finite support

@@ -4,7 +4,10 @@ Definitions (the book's *The paper in brief*, § Metrics; chapters ``notebooks/t
 ``notebooks/mnist.ipynb``, ``notebooks/mnist_robust.ipynb``):
 
 * ``INFD(Φ, f, x) = E_I[(IᵀΦ − Δf)²]``, ``Δf = f(x) − f(x − I)``; optimal scaling replaces Φ by
-  ``β*Φ``, ``β* = E[(IᵀΦ)Δf] / E[(IᵀΦ)²]``;
+  ``β*Φ``, ``β* = E[(IᵀΦ)Δf] / E[(IᵀΦ)²]``; then ``INFD = E[Δf²](1 − ρ²)``, in the units of f²;
+* ``rINFD = INFD / E[Δf²]`` (``relative=True``): the fraction of the response left unexplained,
+  scale-free (a temperature ``c·f`` multiplies INFD by c² and leaves rINFD unchanged), so the
+  one to compare across models;
 * ``SENS_max(Φ, f, x, r) = max_{‖y − x‖∞ ≤ r} ‖Φ(y) − Φ(x)‖₂`` (Monte Carlo over y);
 * ``RINFD(Φ, f, x, r) = max_{‖u‖∞ ≤ r} INFD(Φ, f, x + u)`` (Def. C.1).
 

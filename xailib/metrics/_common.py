@@ -20,7 +20,12 @@ class InfidelityDetails(NamedTuple):
     unscaled ``E[(IᵀΦ − Δf)²]``; ``beta``: ``β*`` (1 when ``scaling=None``); ``se``: Monte-Carlo
     standard error of ``infidelity`` (``std/√n`` of the per-draw squared errors at ``β*``: since
     ``β*`` minimises the sample mean, its own estimation error enters only at second order);
-    ``raw_se``: the Monte-Carlo standard error of ``raw``.
+    ``raw_se``: the Monte-Carlo standard error of ``raw``; ``energy``: ``E[Δf²]``, the mean square
+    of the function differences (what ``Φ = 0`` leaves unexplained: the infidelity of the zero
+    map, in the units of f²); ``relative``: ``infidelity / energy`` (rINFD, the fraction of the
+    response left unexplained: scale-free, so comparable across models; in [0, 1] with optimal
+    scaling; NaN where the energy is 0); ``relative_se``: its Monte-Carlo standard error (delta
+    method on the ratio of two means over the same draws, ``β*`` held).
     """
 
     infidelity: Tensor
@@ -28,6 +33,9 @@ class InfidelityDetails(NamedTuple):
     beta: Tensor
     se: Tensor
     raw_se: Tensor
+    energy: Tensor
+    relative: Tensor
+    relative_se: Tensor
 
 
 def _check_batch_size(batch_size) -> int:
@@ -189,7 +197,25 @@ def _infd_stats(a: Tensor, b: Tensor, scaling, w: Optional[Tensor] = None) -> In
         val_se = se(e)
     else:
         beta, val, val_se = torch.ones_like(raw), raw, raw_se
-    return InfidelityDetails(val, raw, beta, val_se, raw_se)
+        e = sq
+    b2 = b * b
+    energy = mean(b2)
+    pos = energy > 0
+    safe = torch.where(pos, energy, torch.ones_like(energy))
+    rel = torch.where(pos, val / safe, torch.full_like(val, float("nan")))
+    # delta method: r = ē / b̄², per draw (e_k − r b²_k) / b̄² has mean 0 and the variance of r's numerator
+    rel_se = torch.where(pos, se((e - rel.nan_to_num().view(-1, 1) * b2) / safe.view(-1, 1)),
+                         torch.full_like(val, float("nan")))
+    return InfidelityDetails(val, raw, beta, val_se, raw_se, energy, rel, rel_se)
+
+
+def relative_draw_terms(a: Tensor, b: Tensor, det: "InfidelityDetails") -> Tensor:
+    """Per instance and draw, ``(e_ij − r_i b_ij²) / E_i``: mean 0 over the draws, and the mean over
+    the instances of a draw is the draw's term in the table mean of rINFD (its Monte-Carlo error)."""
+    e = (det.beta.view(-1, 1) * a - b) ** 2
+    energy = det.energy.view(-1, 1)
+    safe = torch.where(energy > 0, energy, torch.ones_like(energy))
+    return (e - det.relative.nan_to_num().view(-1, 1) * b * b) / safe
 
 
 def _draws_or_support(law, F, n_samples, exact, generator, device, dtype, stream="infidelity"):

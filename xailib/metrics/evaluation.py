@@ -23,6 +23,7 @@ from ._common import (  # noqa: F401
     _function_differences,
     _infd_stats,
     _draws_or_support,
+    relative_draw_terms,
 )
 from .sensitivity import (  # noqa: F401
     _uniform_ball,
@@ -119,6 +120,7 @@ def evaluate(
     sens_reps: int = 3,
     sens_form="local",
     sens_baseline=0.0,
+    relative: bool = False,
 ):
     """The paper's Table 1 for any set of explainers: SENS_max and INFD per law, paired.
 
@@ -147,6 +149,12 @@ def evaluate(
 
     ``exact``: laws with a small finite support (SquareRemoval on MNIST, SingleFeature,
     ShapleyKernel on few groups) are summed exactly over their atoms (see :func:`infidelity`).
+
+    ``relative=True``: also the scale-free ``"rINFD[L]"`` = INFD / E[Δf²] per law (with ``se``,
+    ``mc se``, ``total se``; per instance also ``"INFD[L] energy"``, the E[Δf²]), on the same
+    draws at no extra forward pass. **Which one compares across models:** INFD is in the units of
+    f², so two networks (a regular and a robust one, or one with its logits scaled) are compared on
+    rINFD; within one table both give the same paired ranking of explainers per instance.
 
     **Monte-Carlo errors.** Each mean ``c`` of the summary also gets ``"c mc se"`` (the
     Monte-Carlo standard error of the table mean, over the metric's own random draws, for the
@@ -201,6 +209,8 @@ def evaluate(
             "nothing to compute: `n_sens=0` skips the sensitivity and `perturbations` is empty; "
             "pass n_sens > 0 or at least one perturbation law"
         )
+    if not isinstance(relative, bool):
+        raise TypeError(f"`relative` must be True or False, got {relative!r}")
     radius = U.check_positive(radius, "radius")
     scaling = _check_scaling(scaling)
     batch_size = _check_batch_size(batch_size)
@@ -276,6 +286,8 @@ def evaluate(
             if kind == "global" and not law.binary:
                 for c in ("", " se", " mc se", " total se"):
                     rows[name][col + c] = float("nan")
+                    if relative:
+                        rows[name]["r" + col + c] = float("nan")
                 notes.append(
                     f"{name} × {lname}: NaN, a global explanation cannot be evaluated under the "
                     f"continuous law {law!r} (use a binary law or xailib.explainers.to_local)"
@@ -295,8 +307,23 @@ def evaluate(
             else:
                 mc = float("nan")
             put_mc(col, name, mc)
+            if relative:
+                rcol = "r" + col
+                rows[name][rcol], rows[name][rcol + " se"] = put(rcol, name, det.relative)
+                put(col + " energy", name, det.energy, headline=False)
+                if probs is not None:
+                    rmc = 0.0
+                elif n > 1:
+                    rbar = relative_draw_terms(a, b, det).double().mean(0)  # (n,) one term per draw
+                    rmc = float(rbar.std() / math.sqrt(n))
+                else:
+                    rmc = float("nan")
+                put_mc(rcol, name, rmc)
     cols = []
-    for c in (list(sens_cols) if n_sens > 0 else []) + [f"INFD[{k}]" for k in perturbations]:
+    infd_cols = [f"INFD[{k}]" for k in perturbations]
+    if relative:
+        infd_cols = [c for k in infd_cols for c in (k, "r" + k)]
+    for c in (list(sens_cols) if n_sens > 0 else []) + infd_cols:
         cols += [c, c + " se"]
     cols += [c + suf for c in cols[::2] for suf in (" mc se", " total se")]
     summary = pd.DataFrame([[rows[nm][c] for c in cols] for nm in names], index=names, columns=cols, dtype=float)
@@ -313,6 +340,7 @@ def evaluate(
         "normalize": normalize,
         "sens_form": {c: list(v) for c, v in sens_cols.items()},
         "sens_baseline": sens_baseline,
+        "relative": relative,
         "perturbations": {k: repr(v) for k, v in perturbations.items()},
         "dtype": str(x.dtype),
     }

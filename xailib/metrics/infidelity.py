@@ -46,6 +46,7 @@ def infidelity(
     batch_size: int = DEFAULT_BATCH_SIZE,
     return_details: bool = False,
     exact="auto",
+    relative: bool = False,
 ):
     """Infidelity of an explanation, one value per instance (the book's *The paper in brief*, § Metrics, Def. 2.1).
 
@@ -69,10 +70,15 @@ def infidelity(
     samples): the result is then seed-independent and its Monte-Carlo errors are 0
     (see :func:`xailib.perturbations.exact_support`).
 
+    ``relative=True``: return rINFD = INFD / E[Δf²] instead, the fraction of the response to the
+    perturbations left unexplained. INFD is in the units of f² (multiplying the logits by c
+    multiplies it by c²), so only rINFD compares *across models*; within one model (one table)
+    both rank explainers alike.
+
     Cost: ``N · n_samples`` forward passes (``N · K`` for an exact sum over ``K`` atoms) in chunks
     of at most ``batch_size``.
-    Returns ``(N,)``, or an :class:`InfidelityDetails` (value, raw, β, MC standard errors) when
-    ``return_details=True``. Chapters: ``notebooks/toy.ipynb``, ``notebooks/mnist.ipynb``.
+    Returns ``(N,)``, or an :class:`InfidelityDetails` (value, raw, β, MC standard errors, the
+    energy E[Δf²] and rINFD with its MC error) when ``return_details=True``. Chapters: ``notebooks/toy.ipynb``, ``notebooks/mnist.ipynb``.
     """
     U.check_model(model)
     x = U.check_input(x, "x")
@@ -82,6 +88,8 @@ def infidelity(
     n_samples = U.check_positive(n_samples, "n_samples", integer=True)
     batch_size = _check_batch_size(batch_size)
     scaling = _check_scaling(scaling)
+    if not isinstance(relative, bool):
+        raise TypeError(f"`relative` must be True or False, got {relative!r}")
     fx = U.forward_batched(model, x, t, batch_size).to(x.dtype)  # also validates `target`
     phi, kind = _resolve_explanation(explanation, x, t, kind, model)
     term = _term(law, x, phi, kind)
@@ -89,7 +97,9 @@ def infidelity(
     a = _project(law, x, draws, term)
     b = _function_differences(model, x, t, law, draws, batch_size, fx, desc="infidelity")
     det = _infd_stats(a, b, scaling, probs)
-    return det if return_details else det.infidelity
+    if return_details:
+        return det
+    return det.relative if relative else det.infidelity
 
 
 def _is_plain_gradient(explainer) -> bool:
