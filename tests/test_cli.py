@@ -519,3 +519,24 @@ def test_shipped_cifar10_network_by_name(tmp_path, capsys):
     msg = _error(capsys, "evaluate", "--model", "cifar10_cnn", "--data", str(folder), "--image-size", "28",
                  "--explainers", "Grad", "--n", "1", "--target", "pred", "--out", str(tmp_path / "b.csv"), "--quiet")
     assert "--model" in msg and "(N, 3, 32, 32)" in msg
+
+
+def test_road_law_rows_equal_evaluate(tmp_path):
+    """--laws ROAD: square removal with noisy linear imputation, the same values as `evaluate` with that law."""
+    from xailib import data, experiments, metrics, models
+    from xailib.perturbations import ImputedSquareRemoval
+
+    out = tmp_path / "road.csv"
+    assert cli.main(["evaluate", "--model", "mnist_cnn", "--data", "mnist", "--explainers", "Grad", "--laws", "ROAD",
+                     "--n-infd", "16", "--n-sens", "0", "--seed", "0", "--dtype", "float64", "--threads", "1",
+                     "--quiet", "--n", "2", "--out", str(out)]) == 0
+    rows = pd.read_csv(out)
+    model = models.get_model("mnist_cnn", verbose=False).double()
+    x, y = data.load("mnist", n=2, verbose=False)
+    s = experiments.mnist_settings("default")
+    law = ImputedSquareRemoval(sizes=tuple(s["square_sizes"]))
+    ev = metrics.evaluate(model, experiments.make_explainers(model, s, names=["Grad"]), x.double(), y,
+                          perturbations={"ROAD": law}, n_infd=16, n_sens=0, generator=0, relative=True)
+    for metric in ("INFD[ROAD]", "rINFD[ROAD]"):
+        got = rows[rows.metric == metric].sort_values("instance")["value"].to_numpy()
+        assert torch.allclose(torch.tensor(got), torch.tensor(ev.wide(metric)["Grad"].to_numpy()), rtol=0, atol=1e-12)

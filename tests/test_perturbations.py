@@ -213,3 +213,138 @@ def test_validation():
         SingleFeature(baseline="zero")
     assert isinstance(SquareRemoval(), BinaryPerturbation)
     assert math.isclose(NoisyBaseline().sigma, 0.2)
+
+
+# ---------------------------------------------------------------- removal with imputation (ROAD)
+def _impute_by_hand(img, removed):
+    """An independent dense solve of the harmonic imputation on a small (H, W) image: numpy, explicit loops."""
+    import numpy as np
+
+    H, W = img.shape
+    nb = {(0, 1): 1 / 6, (0, -1): 1 / 6, (1, 0): 1 / 6, (-1, 0): 1 / 6,
+          (1, 1): 1 / 12, (1, -1): 1 / 12, (-1, 1): 1 / 12, (-1, -1): 1 / 12}
+    var = [p for p in removed]
+    ix = {p: k for k, p in enumerate(var)}
+    A, b = np.zeros((len(var), len(var))), np.zeros(len(var))
+    for (i, j), k in ix.items():
+        tot = 0.0
+        for (dy, dx), w in nb.items():
+            y, x = i + dy, j + dx
+            if 0 <= y < H and 0 <= x < W:
+                tot += w
+                if (y, x) in ix:
+                    A[k, ix[(y, x)]] -= w
+                else:
+                    b[k] += w * img[y, x]
+        A[k, k] += tot
+    out = img.copy()
+    for p, v in zip(var, np.linalg.solve(A, b)):
+        out[p] = v
+    return out
+
+
+def test_imputation_equals_its_closed_form_on_a_4x4_image():
+    import numpy as np
+    from xailib.perturbations import ImputedSquareRemoval, imputation_operator
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(4, 4, generator=g, dtype=torch.float64)
+    # one interior pixel: the weighted mean of its 8 neighbours (4 × 1/6 + 4 × 1/12 = 1)
+    m = torch.zeros(4, 4, dtype=torch.bool)
+    m[1, 2] = True
+    idx, src, P = imputation_operator(m)
+    direct = img[0, 2] + img[2, 2] + img[1, 1] + img[1, 3]
+    diag = img[0, 1] + img[0, 3] + img[2, 1] + img[2, 3]
+    assert idx.tolist() == [6] and sorted(src.tolist()) == [1, 2, 3, 5, 7, 9, 10, 11]  # its 8 neighbours
+    assert float(P @ img.reshape(-1)[src]) == pytest.approx(float(direct / 6 + diag / 12), abs=1e-14)
+    # a 2 × 2 square, in the corner and in the middle, against the hand-written solve
+    for corner in ((0, 0), (1, 1), (2, 2)):
+        rem = [(corner[0] + a, corner[1] + b) for a in (0, 1) for b in (0, 1)]
+        m = torch.zeros(4, 4, dtype=torch.bool)
+        for p in rem:
+            m[p] = True
+        law = ImputedSquareRemoval((2, 2), noise=0.0)
+        draws = torch.cat([m.double().view(1, 1, 4, 4), torch.zeros(1, 1, 4, 4, dtype=torch.float64)], 1)
+        got = law.perturbed(img.view(1, 1, 4, 4), draws)[0, 0, 0].numpy()
+        np.testing.assert_allclose(got, _impute_by_hand(img.numpy(), rem), rtol=0, atol=1e-13)
+        I = law.apply(img.view(1, 1, 4, 4), draws)[0, 0, 0]
+        assert (I[~m] == 0).all()  # kept pixels are not perturbed
+    # harmonic interpolation keeps a linear ramp where the whole 8-neighbourhood is inside the image
+    r6 = torch.arange(6, dtype=torch.float64)
+    ramp = 0.3 * r6.view(-1, 1) - 0.2 * r6.view(1, -1) + 1
+    m = torch.zeros(6, 6, dtype=torch.bool)
+    m[2:4, 2:4] = True
+    idx, src, P = imputation_operator(m)
+    assert len(src) == 12  # the ring around the 2 × 2 square
+    torch.testing.assert_close(P @ ramp.reshape(-1)[src], ramp.reshape(-1)[idx], rtol=0, atol=1e-13)
+
+
+def test_imputed_removal_draws_noise_support_and_errors():
+    from xailib.perturbations import ImputedSquareRemoval
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 3, 8, 8, generator=g, dtype=torch.float64)
+    law = ImputedSquareRemoval((2, 4), noise=0.05)
+    d1 = law.draw((3, 8, 8), 40, generator=7, dtype=torch.float64)
+    assert d1.shape == (40, 4, 8, 8) and torch.equal(d1, law.draw((3, 8, 8), 40, generator=7, dtype=torch.float64))
+    sides = d1[:, 0].sum((1, 2)).sqrt()
+    assert ((sides >= 2) & (sides <= 4) & (sides == sides.round())).all()  # whole squares of side 2-4
+    quiet = ImputedSquareRemoval((2, 4), noise=0.0)
+    diff = law.perturbed(x, d1) - quiet.perturbed(x, d1)  # exactly the noise, on the square only, every channel
+    mask = d1[:, :1].bool().unsqueeze(0).expand(3, 40, 3, 8, 8)
+    torch.testing.assert_close(diff[mask], (0.05 * d1[:, 1:]).unsqueeze(0).expand(3, -1, -1, -1, -1)[mask])
+    assert (diff[~mask] == 0).all()
+    # a batch is the instances one by one (draws shared), and dot = Σ I ⊙ Φ
+    I = law.apply(x, d1)
+    torch.testing.assert_close(I[1:2], law.apply(x[1:2], d1))
+    phi = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(law.dot(x, d1, phi), (I * phi.unsqueeze(1)).flatten(2).sum(-1))
+    # noise 0: the finite support of the squares (exact sums); with noise: none
+    assert quiet.support_size((3, 8, 8)) == sum((9 - k) ** 2 for k in (2, 3, 4)) and law.support_size((3, 8, 8)) is None
+    z, p = quiet.support((3, 8, 8), dtype=torch.float64)
+    assert z.shape == (quiet.support_size((3, 8, 8)), 4, 8, 8) and float(p.sum()) == pytest.approx(1.0)
+    # a square over the whole image: nothing to impute from, plain removal to the baseline
+    whole = ImputedSquareRemoval((8, 8), noise=0.0, baseline=0.25)
+    dw = whole.draw((3, 8, 8), 2, generator=0, dtype=torch.float64)
+    assert (whole.perturbed(x, dw) == 0.25).all()
+    for F in ((1, 1, 1), (5,), (1, 1, 6)):
+        with pytest.raises(ValueError, match="2 x 2|image features"):
+            law.draw(F, 3)
+    for bad in (-0.1, float("nan"), True):
+        with pytest.raises(ValueError, match="noise"):
+            ImputedSquareRemoval(noise=bad)
+
+
+def test_imputed_removal_in_infidelity_optimal_and_evaluate():
+    """A linear model's gradient is exact under any law (Δf = wᵀI): INFD 0; the optimal explanation of the
+    law reaches it; and an explanation's INFD does not depend on the batch size."""
+    from xailib import metrics as M
+    from xailib.explainers import Optimal
+    from xailib.perturbations import ImputedSquareRemoval
+
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(36, generator=g, dtype=torch.float64)
+
+    class Lin(torch.nn.Module):
+        def forward(self, v):
+            return v.reshape(v.shape[0], -1) @ w
+
+    x = torch.rand(3, 1, 6, 6, generator=g, dtype=torch.float64)
+    law = ImputedSquareRemoval((1, 3), noise=0.01)
+    grad = w.view(1, 1, 6, 6).expand_as(x)
+    infd = M.infidelity(Lin(), grad, x, perturbation=law, n_samples=200, generator=0)
+    assert infd.abs().max() < 1e-20
+    opt = Optimal(Lin(), law, n_samples=400)
+    assert opt.kind == "local"
+    phi = opt(x, generator=0)
+    assert M.infidelity(Lin(), phi, x, perturbation=law, n_samples=200, generator=3, relative=True).max() < 1e-9
+    noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    a = M.infidelity(Lin(), noise, x, perturbation=law, n_samples=100, generator=1, batch_size=7)
+    b = M.infidelity(Lin(), noise, x, perturbation=law, n_samples=100, generator=1, batch_size=1000)
+    torch.testing.assert_close(a, b)
+    assert (a > 1e-3).all()  # a random map is not faithful
+    quiet = ImputedSquareRemoval((1, 3), noise=0.0)
+    ev = M.evaluate(Lin(), {"noise": lambda v, t=None: noise}, x, None, {"ROAD": quiet}, n_infd=64, n_sens=0)
+    exact = M.infidelity(Lin(), noise, x, perturbation=quiet, exact=True)
+    torch.testing.assert_close(torch.tensor(ev.wide("INFD[ROAD]")["noise"].to_numpy()), exact)
+    assert ev.summary.loc["noise", "INFD[ROAD] mc se"] == 0.0  # summed over its squares

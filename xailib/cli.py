@@ -51,6 +51,17 @@ COLUMNS = runfiles.COLUMNS
 INFD_FIELDS = ("", " raw", " beta", " mc_se", " energy")
 
 
+def cli_laws(s: dict) -> dict:
+    """The laws ``--laws`` names: the chapters' NB and Square (:func:`xailib.experiments.laws`) and
+    ROAD, their squares removed by noisy linear imputation
+    (:class:`xailib.perturbations.ImputedSquareRemoval`, on pixels)."""
+    from .perturbations import ImputedSquareRemoval
+
+    out = dict(_laws(s))
+    out["ROAD"] = ImputedSquareRemoval(sizes=tuple(s["square_sizes"]), weighting=s.get("square_weighting", "sides"))
+    return out
+
+
 def metric_names(n_sens: int, law_names: Sequence[str]) -> List[str]:
     """The metrics of every row group of an instance and explainer, in the order they are written."""
     return (["SENS_max"] if n_sens > 0 else []) + [m for l in law_names
@@ -81,7 +92,8 @@ examples:
 explainers: Grad (gradient), IG (integrated gradients), GBP (guided backprop),
             X-SG (SmoothGrad of X), SHAP (KernelSHAP), NB and Square (the optimal
             explanations of those laws), Occlusion (remove one pixel)
-laws:       NB (noisy baseline), Square (random square removed)
+laws:       NB (noisy baseline), Square (random square removed), ROAD (the square imputed
+            from its neighbours instead, noisy linear imputation)
 output:     <out> per-instance rows; <out stem>.summary.csv means and standard
             errors; <out>.config.json the configuration (a rerun must match it);
             <out>.parts/ the rows while the run is in progress; <out>.lock.
@@ -223,7 +235,7 @@ def check_args(args) -> None:
         raise CliError(f"argument --explainers: unknown name(s) {', '.join(bad)}; valid: {', '.join(METHODS)}")
     if len(set(names)) != len(names):
         raise CliError("argument --explainers: a name is repeated")
-    valid_laws = list(_laws(settings_from(args)))
+    valid_laws = list(cli_laws(settings_from(args)))
     law_names = _split_names(args.laws)
     if not law_names:
         raise CliError("argument --laws: give at least one name")
@@ -696,7 +708,7 @@ def _evaluate_locked(args, P, rank, world, local_rank, local_world) -> int:
             e.seed = args.seed
         if args.batch_size is not None and hasattr(e, "batch_size"):
             e.batch_size = args.batch_size
-    all_laws = _laws(s)
+    all_laws = cli_laws(s)
     laws = {n: all_laws[n] for n in law_names}
     from ._utils import DEFAULT_BATCH_SIZE
 

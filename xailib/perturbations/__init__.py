@@ -9,6 +9,8 @@ Draws are made in the dtype and on the device asked for (a float64 input gets fl
 
 Continuous laws (``binary = False``): :class:`NoisyBaseline`, :class:`Gaussian`,
 :class:`Infinitesimal`, :class:`Fixed` ``(I)``.
+Removal that stays on the image manifold (continuous in form: ``I`` depends on each pixel's
+neighbourhood): :class:`ImputedSquareRemoval` (squares imputed from their surroundings, ROAD).
 Binary laws (``binary = True``, ``I = (x − baseline) ⊙ expand(z)``, the book's *The paper in brief*, § Perturbation laws
 and optimal explanations, the B.2 form): :class:`SquareRemoval`, :class:`SingleFeature`, :class:`ShapleyKernel`,
 :class:`Fixed` ``(masks=z)``.
@@ -37,6 +39,7 @@ from ._base import (  # noqa: F401  (re-exported)
 )
 from .binary import Fixed, ShapleyKernel, SingleFeature, SquareRemoval
 from .continuous import Gaussian, Infinitesimal, NoisyBaseline
+from .imputation import ImputedSquareRemoval, imputation_operator
 
 __all__ = [
     "Perturbation",
@@ -48,6 +51,8 @@ __all__ = [
     "SingleFeature",
     "ShapleyKernel",
     "Fixed",
+    "ImputedSquareRemoval",
+    "imputation_operator",
     "GroupsLike",
     "EXACT_MAX_ATOMS",
     "exact_support",
