@@ -70,8 +70,8 @@ CIFAR10_SETTINGS = {
     "square_sizes": ((1, 15), (1, 15), "square removal: side range (pixels)"),
     "square_weighting": ("sides", "sides", "square removal: uniform over sides, then positions"),
     "square_groups": ("pixel", "pixel", "square removal and SHAP: a pixel's channels together"),
-    "explainers": (("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "SHAP", "NB", "Square"),) * 2
-    + ("the rows of Table 1",),
+    "explainers": (("Grad", "Grad-SG", "IG", "IG-SG", "GBP", "GBP-SG", "SHAP", "NB", "Square", "Occlusion"),) * 2
+    + ("the rows of Table 1, and occlusion-1 (3,072 forward passes per explanation)",),
 }
 
 #: The ImageNet settings of appendix B.1, with squares of side 10-30 pixels on 224×224 and 2×2
