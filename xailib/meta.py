@@ -172,7 +172,16 @@ def control_rates(values, metric: Optional[str] = None, controls: Sequence[str] 
     the metric cannot tell that explanation from the control.
     """
     w = _wide(values, metric)
-    controls = list(controls)
+    real = _real_explainers(w, controls)
+    out = {}
+    for c in controls:
+        rate, low, high = zip(*(_wilson(*_control_better(w, e, c, lower_is_better)) for e in real))
+        out[c], out[f"{c} low"], out[f"{c} high"] = list(rate), list(low), list(high)
+    return pd.DataFrame(out, index=pd.Index(real, name="explainer"))
+
+
+def _real_explainers(w: pd.DataFrame, controls: Sequence[str]) -> list:
+    """The columns of ``w`` that are not ``controls`` (every control must be a column)."""
     missing = [c for c in controls if c not in w.columns]
     if not controls or missing:
         raise ValueError(f"`controls` must name columns of the table; missing {missing or 'all'}; "
@@ -180,17 +189,14 @@ def control_rates(values, metric: Optional[str] = None, controls: Sequence[str] 
     real = [c for c in w.columns if c not in controls]
     if not real:
         raise ValueError("the table holds only controls: nothing to compare them with")
-    out = {}
-    for c in controls:
-        rates, lows, highs = [], [], []
-        for e in real:
-            pair = w[[e, c]].dropna()
-            k = int((pair[c] < pair[e]).sum() if lower_is_better else (pair[c] > pair[e]).sum())
-            n = len(pair)
-            p, lo, hi = _wilson(k, n)
-            rates.append(p), lows.append(lo), highs.append(hi)
-        out[c], out[f"{c} low"], out[f"{c} high"] = rates, lows, highs
-    return pd.DataFrame(out, index=pd.Index(real, name="explainer"))
+    return real
+
+
+def _control_better(w: pd.DataFrame, explainer: str, control: str, lower_is_better: bool):
+    """``(k, n)``: on how many of the ``n`` instances with both values the control scores better."""
+    pair = w[[explainer, control]].dropna()
+    better = pair[control] < pair[explainer] if lower_is_better else pair[control] > pair[explainer]
+    return int(better.sum()), len(pair)
 
 
 def control_verdicts(values, metrics: Sequence[str], controls: Sequence[str], alpha: float = 0.05,
@@ -214,15 +220,13 @@ def control_verdicts(values, metrics: Sequence[str], controls: Sequence[str], al
     metrics = list(metrics)
     if not metrics:
         raise ValueError("`metrics` must name at least one metric")
+    controls = list(controls)
     rows = []
     for metric in metrics:
         w = _wide(values, metric)
-        rates = control_rates(w, None, controls, lower_is_better)
-        for e in rates.index:
+        for e in _real_explainers(w, controls):
             for c in controls:
-                pair = w[[e, c]].dropna()
-                n = len(pair)
-                k = int((pair[c] < pair[e]).sum() if lower_is_better else (pair[c] > pair[e]).sum())
+                k, n = _control_better(w, e, c, lower_is_better)
                 p = float(binomtest(k, n, 0.5).pvalue) if n else float("nan")
                 rows.append({"metric": metric, "explainer": e, "control": c, "n": n, "control better": k,
                              "rate": k / n if n else float("nan"), "p": p})

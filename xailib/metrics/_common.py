@@ -198,24 +198,21 @@ def _infd_stats(a: Tensor, b: Tensor, scaling, w: Optional[Tensor] = None) -> In
     else:
         beta, val, val_se = torch.ones_like(raw), raw, raw_se
         e = sq
-    b2 = b * b
-    energy = mean(b2)
+    energy = mean(b * b)
     pos = energy > 0
-    safe = torch.where(pos, energy, torch.ones_like(energy))
-    rel = torch.where(pos, val / safe, torch.full_like(val, float("nan")))
-    # delta method: r = ē / b̄², per draw (e_k − r b²_k) / b̄² has mean 0 and the variance of r's numerator
-    rel_se = torch.where(pos, se((e - rel.nan_to_num().view(-1, 1) * b2) / safe.view(-1, 1)),
-                         torch.full_like(val, float("nan")))
+    rel = torch.where(pos, val / torch.where(pos, energy, torch.ones_like(energy)), torch.full_like(val, float("nan")))
+    rel_se = torch.where(pos, se(relative_draw_terms(e, b, energy, rel)), torch.full_like(val, float("nan")))
     return InfidelityDetails(val, raw, beta, val_se, raw_se, energy, rel, rel_se)
 
 
-def relative_draw_terms(a: Tensor, b: Tensor, det: "InfidelityDetails") -> Tensor:
-    """Per instance and draw, ``(e_ij − r_i b_ij²) / E_i``: mean 0 over the draws, and the mean over
-    the instances of a draw is the draw's term in the table mean of rINFD (its Monte-Carlo error)."""
-    e = (det.beta.view(-1, 1) * a - b) ** 2
-    energy = det.energy.view(-1, 1)
-    safe = torch.where(energy > 0, energy, torch.ones_like(energy))
-    return (e - det.relative.nan_to_num().view(-1, 1) * b * b) / safe
+def relative_draw_terms(e: Tensor, b: Tensor, energy: Tensor, relative: Tensor) -> Tensor:
+    """The delta-method terms of rINFD = ē / b̄²: per instance and draw ``(e_ij − r_i b_ij²) / E_i``
+    (``e`` the squared errors at β*, ``b`` the function differences (N, n); ``energy`` E_i = b̄²_i and
+    ``relative`` r_i (N,)). Their mean over the draws is 0 and their spread is rINFD's Monte-Carlo
+    error: per instance (:class:`InfidelityDetails`), and through their mean over the instances of a
+    draw for the table mean (:func:`xailib.metrics.evaluate`)."""
+    E = energy.view(-1, 1)
+    return (e - relative.nan_to_num().view(-1, 1) * b * b) / torch.where(E > 0, E, torch.ones_like(E))
 
 
 def _draws_or_support(law, F, n_samples, exact, generator, device, dtype, stream="infidelity"):

@@ -299,10 +299,11 @@ def evaluate(
             put(col + " raw", name, det.raw, headline=False)
             put(col + " beta", name, det.beta, headline=False)
             put(col + " mc_se", name, det.se, headline=False)
+            e = (det.beta.view(-1, 1) * a - b) ** 2  # (N, n) squared errors at β*
             if probs is not None:
                 mc = 0.0
             elif n > 1:
-                ebar = ((det.beta.view(-1, 1) * a - b) ** 2).double().mean(0)  # (n,) one term per draw
+                ebar = e.double().mean(0)  # (n,) one term per draw
                 mc = float(ebar.std() / math.sqrt(n))
             else:
                 mc = float("nan")
@@ -314,7 +315,7 @@ def evaluate(
                 if probs is not None:
                     rmc = 0.0
                 elif n > 1:
-                    rbar = relative_draw_terms(a, b, det).double().mean(0)  # (n,) one term per draw
+                    rbar = relative_draw_terms(e, b, det.energy, det.relative).double().mean(0)  # (n,) per draw
                     rmc = float(rbar.std() / math.sqrt(n))
                 else:
                     rmc = float("nan")
